@@ -1,0 +1,24 @@
+#pragma once
+
+// zstd for payloads. A zstd frame starts with 28 B5 2F FD; read as a FlatBuffers root offset that
+// is ~4 GiB, far past any size limit, so the two can be told apart without a flag byte.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tern/shared/result.h"
+
+namespace tern::shared::compression {
+
+bool isZstdFrame(std::span<const std::uint8_t> payload);
+
+Result<std::vector<std::uint8_t>> compress(std::span<const std::uint8_t> input, int level);
+
+// Decompresses into at most max_output bytes, never allocating more: a frame that declares or
+// produces more is a decompression bomb.
+Result<std::vector<std::uint8_t>> decompressBounded(std::span<const std::uint8_t> input,
+                                                    std::size_t max_output);
+
+}  // namespace tern::shared::compression

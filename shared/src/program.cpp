@@ -1,0 +1,31 @@
+#include "tern/shared/program.h"
+
+#include <fmt/format.h>
+
+#include "tern/shared/version.h"
+
+namespace tern::shared {
+
+std::string versionLine(std::string_view program) {
+    return fmt::format("{} {} (wire schema {})", program, projectVersion(), schemaVersion());
+}
+
+void addCommonOptions(CLI::App& app, std::string_view program, CommonOptions& options) {
+    app.set_version_flag("--version", versionLine(program), "Print the version and the wire schema version");
+    app.add_option("-c,--config", options.config_path, "Configuration file (TOML)")
+        ->capture_default_str();
+    app.add_flag("--check-config", options.check_config,
+                 "Validate the configuration, print every error, and exit (0: valid, 2: invalid)");
+}
+
+std::optional<int> parseCommandLine(CLI::App& app, int argc, const char* const* argv) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help and --version arrive here too, with exit code 0.
+        return app.exit(e);
+    }
+    return std::nullopt;
+}
+
+}  // namespace tern::shared
