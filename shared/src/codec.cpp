@@ -69,7 +69,7 @@ std::optional<int> chooseDecimalExponent(const std::vector<double>& values) {
 // ---- value validation, shared by encoders and decoders ------------------------------------
 
 VoidResult checkString(std::string_view what, std::string_view text, const DecodeLimits& limits,
-                   bool allow_empty) {
+                       bool allow_empty) {
     if (!allow_empty && text.empty())
         return reject(reason::kInvalidString, fmt::format("{} is empty", what));
     if (text.size() > limits.max_string_bytes) {
@@ -115,6 +115,13 @@ VoidResult checkEventTime(std::string_view what, std::int64_t ms, const DecodeLi
                                   limits.time_window->min_ms, limits.time_window->max_ms));
     }
     return success();
+}
+
+// The inclusive range checkEventTime accepts.
+std::pair<std::int64_t, std::int64_t> eventTimeBounds(const DecodeLimits& limits) {
+    if (!limits.time_window) return {0, kMaxTimeMs};
+    return {std::max<std::int64_t>(0, limits.time_window->min_ms),
+            std::min(kMaxTimeMs, limits.time_window->max_ms)};
 }
 
 VoidResult checkSequence(const Sequence& sequence) {
@@ -166,7 +173,7 @@ VoidResult checkAggregate(const Aggregate& aggregate, const DecodeLimits& limits
 }
 
 VoidResult checkRanges(std::string_view what, const std::vector<SeqRange>& ranges,
-                   std::uint64_t must_exceed, const DecodeLimits& limits) {
+                       std::uint64_t must_exceed, const DecodeLimits& limits) {
     TERN_CHECK(checkCount(what, ranges.size(), limits.max_items));
     std::uint64_t floor = must_exceed;
     for (const auto& range : ranges) {
@@ -264,7 +271,8 @@ std::size_t sizeOf(const flatbuffers::Vector<T>* vector) {
 // is 4 mod 8: undefined behaviour to read, and a fault on some ARM cores. The buffer starts at a
 // max_align_t boundary (openPayload), so the absolute address tells.
 template <class T>
-VoidResult checkElementsAligned(std::string_view what, const flatbuffers::Vector<T>* vector, std::size_t alignment) {
+VoidResult checkElementsAligned(std::string_view what, const flatbuffers::Vector<T>* vector,
+                                std::size_t alignment) {
     if (vector != nullptr && reinterpret_cast<std::uintptr_t>(vector->Data()) % alignment != 0) {
         return reject(reason::kVerifyFailed, fmt::format("{} are misaligned", what));
     }
@@ -285,7 +293,7 @@ Result<Bytes> finish(const FlatBufferBuilder& builder, const EncodeOptions& opti
     if (try_zstd) {
         auto packed = compression::compress(plain, options.zstd_level);
         if (!packed) return std::move(packed).error();
-        if (options.compression == Compression::Zstd || packed.value().size() < plain.size()) {
+        if (options.compression == Compression::Zstd || packed.value().size() * 4 <= plain.size() * 3) {
             return std::move(packed).value();
         }
     }
@@ -313,155 +321,182 @@ std::vector<SeqRange> fromWire(const flatbuffers::Vector<const wire::SeqRange*>*
     return out;
 }
 
-// ---- Batch: the columnar series ------------------------------------------------------------
+// ---- Batch: the columns -----------------------------------------------------------------------
 
-flatbuffers::Offset<wire::Series> buildSeries(FlatBufferBuilder& builder, std::int64_t base_ms,
-                                              const std::vector<const Reading*>& readings) {
-    Bytes time_offsets;
-    time_offsets.reserve(readings.size() * 2);
-    std::int64_t previous_time = base_ms;
-    std::int64_t previous_delta = 0;
-    for (std::size_t i = 0; i < readings.size(); ++i) {
-        const std::int64_t delta = readings[i]->time_ms - previous_time;
-        varint::putSigned(time_offsets, i < 2 ? delta : delta - previous_delta);
-        previous_delta = i == 0 ? 0 : delta;
-        previous_time = readings[i]->time_ms;
+constexpr std::int8_t kRawDoubles = -128;  // decimal_exponents entry for a Float64 series
+
+struct BatchColumns {
+    std::vector<std::uint16_t> sensors;
+    std::vector<std::uint32_t> counts;
+    std::vector<std::int8_t> exponents;
+    Bytes times;
+    Bytes values;
+    std::vector<double> raw_values;
+};
+
+bool sameTimes(std::span<const Reading* const> a, std::span<const Reading* const> b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(),
+                      [](const Reading* x, const Reading* y) { return x->time_ms == y->time_ms; });
+}
+
+void appendSeries(BatchColumns& columns, std::int64_t base_ms,
+                  std::span<const Reading* const> readings,
+                  std::span<const Reading* const> previous) {
+    columns.sensors.push_back(readings.front()->sensor);
+    columns.counts.push_back(static_cast<std::uint32_t>(readings.size()));
+
+    if (!previous.empty() && sameTimes(readings, previous)) {
+        varint::put(columns.times, 0);
+    } else {
+        std::int64_t previous_time = base_ms;
+        std::int64_t previous_delta = 0;
+        for (std::size_t i = 0; i < readings.size(); ++i) {
+            const std::int64_t delta = readings[i]->time_ms - previous_time;
+            if (i == 0) {
+                varint::put(columns.times, varint::zigzag(delta) + 1);
+            } else {
+                varint::putSigned(columns.times, i == 1 ? delta : delta - previous_delta);
+            }
+            previous_delta = i == 0 ? 0 : delta;
+            previous_time = readings[i]->time_ms;
+        }
     }
 
     std::vector<double> values;
     values.reserve(readings.size());
     for (const auto* reading : readings) values.push_back(reading->value);
     const auto exponent = chooseDecimalExponent(values);
-    Bytes value_bytes;
-    if (exponent) {
-        value_bytes.reserve(readings.size() * 2);
-        const double scale = kPowersOfTen[static_cast<std::size_t>(-*exponent)];
-        std::int64_t previous = 0;
-        for (const double value : values) {
-            const std::int64_t mantissa = std::llround(value * scale);
-            varint::putSigned(value_bytes, mantissa - previous);
-            previous = mantissa;
-        }
+    if (!exponent) {
+        columns.exponents.push_back(kRawDoubles);
+        columns.raw_values.insert(columns.raw_values.end(), values.begin(), values.end());
+        return;
     }
-
-    Bytes quality_runs;
-    const bool all_good = std::all_of(readings.begin(), readings.end(),
-                                      [](const Reading* r) { return r->quality == Quality::Good; });
-    if (!all_good) {
-        std::size_t run_start = 0;
-        for (std::size_t i = 1; i <= readings.size(); ++i) {
-            if (i == readings.size() || readings[i]->quality != readings[run_start]->quality) {
-                varint::put(quality_runs, i - run_start);
-                varint::put(quality_runs, static_cast<std::uint64_t>(readings[run_start]->quality));
-                run_start = i;
-            }
-        }
+    columns.exponents.push_back(static_cast<std::int8_t>(*exponent));
+    const double scale = kPowersOfTen[static_cast<std::size_t>(-*exponent)];
+    std::int64_t previous_mantissa = 0;
+    for (const double value : values) {
+        const std::int64_t mantissa = std::llround(value * scale);
+        varint::putSigned(columns.values, mantissa - previous_mantissa);
+        previous_mantissa = mantissa;
     }
-
-    const auto time_vector = builder.CreateVector(time_offsets);
-    const auto value_vector = exponent ? builder.CreateVector(value_bytes) : 0;
-    const auto raw_vector = exponent ? 0 : builder.CreateVector(values);
-    const auto quality_vector = all_good ? 0 : builder.CreateVector(quality_runs);
-    wire::SeriesBuilder series(builder);
-    series.add_sensor(readings.front()->sensor);
-    series.add_count(static_cast<std::uint32_t>(readings.size()));
-    series.add_time_offsets(time_vector);
-    series.add_value_encoding(exponent ? wire::ValueEncoding::DecimalDelta
-                                       : wire::ValueEncoding::Float64);
-    series.add_decimal_exponent(static_cast<std::int8_t>(exponent.value_or(0)));
-    if (exponent) series.add_values(value_vector);
-    if (!exponent) series.add_raw_values(raw_vector);
-    if (!all_good) series.add_quality_runs(quality_vector);
-    return series.Finish();
 }
 
-VoidResult decodeSeries(const wire::Series& series, std::int64_t base_ms, std::vector<Reading>& out) {
-    const std::uint32_t count = series.count();
-    const auto fail = [&](std::string_view code, std::string_view what) {
-        return reject(code, fmt::format("series of sensor {}: {}", series.sensor(), what));
-    };
-    if (count == 0) return fail(reason::kCountMismatch, "no readings");
-    const std::size_t first = out.size();
-    out.resize(first + count);
-    auto readings = std::span<Reading>(out).subspan(first);
-
-    varint::Reader times(bytesOf(series.time_offsets()));
-    std::int64_t time = base_ms;
-    std::int64_t delta = 0;
-    for (std::uint32_t i = 0; i < count; ++i) {
-        std::int64_t step = 0;
-        if (!times.nextSigned(step))
-            return fail(reason::kCountMismatch, "fewer time offsets than readings");
-        if (i >= 2 && __builtin_add_overflow(delta, step, &step)) {
-            return fail(reason::kBadEncoding, "time delta overflows");
-        }
-        if (__builtin_add_overflow(time, step, &time))
-            return fail(reason::kBadEncoding, "timestamp overflows");
-        delta = i == 0 ? 0 : step;
-        readings[i].sensor = series.sensor();
-        readings[i].time_ms = time;
+Bytes qualityRuns(std::span<const Reading* const> readings) {
+    Bytes runs;
+    if (std::all_of(readings.begin(), readings.end(),
+                    [](const Reading* r) { return r->quality == Quality::Good; })) {
+        return runs;
     }
-    if (!times.atEnd()) return fail(reason::kCountMismatch, "more time offsets than readings");
+    std::size_t run_start = 0;
+    for (std::size_t i = 1; i <= readings.size(); ++i) {
+        if (i == readings.size() || readings[i]->quality != readings[run_start]->quality) {
+            varint::put(runs, i - run_start);
+            varint::put(runs, static_cast<std::uint64_t>(readings[run_start]->quality));
+            run_start = i;
+        }
+    }
+    return runs;
+}
 
-    switch (series.value_encoding()) {
-        case wire::ValueEncoding::DecimalDelta: {
-            const int exponent = series.decimal_exponent();
+// Fills sensor, time and value of the readings of every series; `readings` is sized already.
+VoidResult decodeColumns(const wire::Batch& root, std::span<Reading> readings) {
+    const auto* sensors = root.sensors();
+    const auto* counts = root.counts();
+    const auto* exponents = root.decimal_exponents();
+    const auto* raw = root.raw_values();
+    varint::Reader times(bytesOf(root.time_offsets()));
+    varint::Reader values(bytesOf(root.values()));
+    std::size_t raw_next = 0;
+    std::size_t next = 0;
+    std::span<const Reading> previous;
+    for (flatbuffers::uoffset_t s = 0; s < sizeOf(sensors); ++s) {
+        const std::uint16_t sensor = sensors->Get(s);
+        const std::uint32_t count = counts->Get(s);
+        const auto fail = [&](std::string_view code, std::string_view what) {
+            return reject(code, fmt::format("series of sensor {}: {}", sensor, what));
+        };
+        auto series = readings.subspan(next, count);
+        next += count;
+
+        std::uint64_t header = 0;
+        if (!times.next(header)) return fail(reason::kCountMismatch, "no time offsets");
+        if (header == 0) {
+            if (previous.size() != count)
+                return fail(reason::kBadEncoding, "shares the times of a series of another length");
+            for (std::uint32_t i = 0; i < count; ++i) series[i].time_ms = previous[i].time_ms;
+        } else {
+            std::int64_t time = root.base_time_ms();
+            std::int64_t delta = 0;
+            for (std::uint32_t i = 0; i < count; ++i) {
+                std::int64_t step = 0;
+                if (i == 0) {
+                    step = varint::unzigzag(header - 1);
+                } else if (!times.nextSigned(step)) {
+                    return fail(reason::kCountMismatch, "fewer time offsets than readings");
+                }
+                if (i >= 2 && __builtin_add_overflow(delta, step, &step))
+                    return fail(reason::kBadEncoding, "time delta overflows");
+                if (__builtin_add_overflow(time, step, &time))
+                    return fail(reason::kBadEncoding, "timestamp overflows");
+                delta = i == 0 ? 0 : step;
+                series[i].time_ms = time;
+            }
+        }
+
+        const int exponent = exponents->Get(s);
+        if (exponent == kRawDoubles) {
+            if (sizeOf(raw) - raw_next < count)
+                return fail(reason::kCountMismatch, "fewer raw values than readings");
+            for (std::uint32_t i = 0; i < count; ++i)
+                series[i].value = raw->Get(static_cast<flatbuffers::uoffset_t>(raw_next + i));
+            raw_next += count;
+        } else {
             if (exponent < kMinDecimalExponent || exponent > kMaxDecimalExponent) {
                 return fail(reason::kBadEncoding,
                             fmt::format("decimal exponent {} out of range", exponent));
             }
-            if (sizeOf(series.raw_values()) != 0)
-                return fail(reason::kBadEncoding, "raw values in a decimal series");
-            varint::Reader values(bytesOf(series.values()));
             std::int64_t mantissa = 0;
             for (std::uint32_t i = 0; i < count; ++i) {
                 std::int64_t step = 0;
                 if (!values.nextSigned(step))
                     return fail(reason::kCountMismatch, "fewer values than readings");
-                if (__builtin_add_overflow(mantissa, step, &mantissa)) {
+                if (__builtin_add_overflow(mantissa, step, &mantissa))
                     return fail(reason::kBadEncoding, "value mantissa overflows");
-                }
-                readings[i].value = fromDecimal(mantissa, exponent);
+                series[i].value = fromDecimal(mantissa, exponent);
             }
-            if (!values.atEnd()) return fail(reason::kCountMismatch, "more values than readings");
-            break;
         }
-        case wire::ValueEncoding::Float64: {
-            const auto* raw = series.raw_values();
-            TERN_CHECK(checkElementsAligned("raw values", raw, alignof(double)));
-            if (sizeOf(raw) != count)
-                return fail(reason::kCountMismatch, "raw value count differs from readings");
-            if (sizeOf(series.values()) != 0)
-                return fail(reason::kBadEncoding, "varint values in a raw series");
-            for (std::uint32_t i = 0; i < count; ++i) readings[i].value = raw->Get(i);
-            break;
-        }
-        default:
-            return fail(reason::kBadEnum, "unknown value encoding");
+        for (auto& reading : series) reading.sensor = sensor;
+        previous = series;
     }
+    if (!times.atEnd()) return reject(reason::kCountMismatch, "more time offsets than readings");
+    if (!values.atEnd()) return reject(reason::kCountMismatch, "more values than readings");
+    if (raw_next != sizeOf(raw))
+        return reject(reason::kCountMismatch, "more raw values than readings");
+    return success();
+}
 
-    const auto quality_bytes = bytesOf(series.quality_runs());
-    if (!quality_bytes.empty()) {
-        varint::Reader runs(quality_bytes);
-        std::uint64_t filled = 0;
-        while (!runs.atEnd()) {
-            std::uint64_t length = 0;
-            std::uint64_t quality = 0;
-            if (!runs.next(length) || !runs.next(quality))
-                return fail(reason::kBadEncoding, "truncated quality run");
-            if (length == 0 || length > count - filled)
-                return fail(reason::kCountMismatch, "quality runs exceed the readings");
-            if (quality > static_cast<std::uint64_t>(Quality::TimeUncertain)) {
-                return fail(reason::kBadEnum, fmt::format("unknown quality {}", quality));
-            }
-            for (std::uint64_t i = 0; i < length; ++i) {
-                readings[filled + i].quality = static_cast<Quality>(quality);
-            }
-            filled += length;
+VoidResult decodeQualityRuns(std::span<const std::uint8_t> bytes, std::span<Reading> readings) {
+    if (bytes.empty()) return success();
+    varint::Reader runs(bytes);
+    std::uint64_t filled = 0;
+    while (!runs.atEnd()) {
+        std::uint64_t length = 0;
+        std::uint64_t quality = 0;
+        if (!runs.next(length) || !runs.next(quality))
+            return reject(reason::kBadEncoding, "truncated quality run");
+        if (length == 0 || length > readings.size() - filled) {
+            return reject(reason::kCountMismatch, "quality runs exceed the readings");
         }
-        if (filled != count)
-            return fail(reason::kCountMismatch, "quality runs cover fewer readings");
+        if (quality > static_cast<std::uint64_t>(Quality::TimeUncertain)) {
+            return reject(reason::kBadEnum, fmt::format("unknown quality {}", quality));
+        }
+        for (std::uint64_t i = 0; i < length; ++i)
+            readings[filled + i].quality = static_cast<Quality>(quality);
+        filled += length;
     }
+    if (filled != readings.size())
+        return reject(reason::kCountMismatch, "quality runs cover fewer readings");
     return success();
 }
 
@@ -475,7 +510,12 @@ VoidResult validate(const TelemetryBatch& batch, const DecodeLimits& limits) {
     TERN_CHECK(checkClockTime("sent_at", batch.sent_at_ms));
     TERN_CHECK(checkCount("readings", batch.readings.size(), limits.max_readings));
     TERN_CHECK(checkCount("aggregates", batch.aggregates.size(), limits.max_items));
+    // The hot path of every decode: cheap tests first, the formatted reason only on failure.
+    const auto [min_ms, max_ms] = eventTimeBounds(limits);
     for (const auto& reading : batch.readings) {
+        const bool ok = std::isfinite(reading.value) && reading.time_ms >= min_ms &&
+                        reading.time_ms <= max_ms && reading.quality <= Quality::TimeUncertain;
+        if (ok) continue;
         TERN_CHECK(checkFinite(fmt::format("value of sensor {}", reading.sensor), reading.value));
         TERN_CHECK(checkEventTime("reading time", reading.time_ms, limits));
         TERN_CHECK(checkEnum("quality", reading.quality, Quality::TimeUncertain));
@@ -568,23 +608,28 @@ Result<Bytes> encodeBatch(const TelemetryBatch& batch, const EncodeOptions& opti
                      [](const Reading* a, const Reading* b) { return a->sensor < b->sensor; });
     std::int64_t base_ms = 0;
     if (!ordered.empty()) {
-        base_ms = (*std::min_element(
-                       batch.readings.begin(), batch.readings.end(),
-                       [](const Reading& a, const Reading& b) { return a.time_ms < b.time_ms; }))
-                      .time_ms;
+        base_ms = std::min_element(
+                      batch.readings.begin(), batch.readings.end(),
+                      [](const Reading& a, const Reading& b) { return a.time_ms < b.time_ms; })
+                      ->time_ms;
     }
 
-    FlatBufferBuilder builder(256 + batch.readings.size() * 4);
-    std::vector<flatbuffers::Offset<wire::Series>> series;
-    std::vector<const Reading*> group;
-    for (std::size_t i = 0; i < ordered.size(); ++i) {
-        group.push_back(ordered[i]);
-        if (i + 1 == ordered.size() || ordered[i + 1]->sensor != ordered[i]->sensor) {
-            series.push_back(buildSeries(builder, base_ms, group));
-            group.clear();
-        }
+    BatchColumns columns;
+    columns.times.reserve(ordered.size());
+    columns.values.reserve(ordered.size() * 2);
+    const std::span<const Reading* const> all(ordered);
+    std::span<const Reading* const> previous;
+    for (std::size_t begin = 0; begin < ordered.size();) {
+        std::size_t end = begin + 1;
+        while (end < ordered.size() && ordered[end]->sensor == ordered[begin]->sensor) ++end;
+        const auto series = all.subspan(begin, end - begin);
+        appendSeries(columns, base_ms, series, previous);
+        previous = series;
+        begin = end;
     }
-    TERN_CHECK(checkCount("series", series.size(), DecodeLimits{}.max_items));
+    TERN_CHECK(checkCount("series", columns.sensors.size(), DecodeLimits{}.max_items));
+    const Bytes quality = qualityRuns(all);
+
     std::vector<wire::Aggregate> aggregates;
     aggregates.reserve(batch.aggregates.size());
     for (const auto& a : batch.aggregates) {
@@ -592,8 +637,18 @@ Result<Bytes> encodeBatch(const TelemetryBatch& batch, const EncodeOptions& opti
                                 static_cast<wire::Quality>(a.quality), a.min, a.max, a.mean,
                                 a.last);
     }
+
+    FlatBufferBuilder builder(256 + columns.times.size() + columns.values.size() +
+                              columns.sensors.size() * 8);
     const auto gateway_id = builder.CreateString(batch.gateway_id);
-    const auto series_vector = builder.CreateVector(series);
+    const auto sensors = builder.CreateVector(columns.sensors);
+    const auto counts = builder.CreateVector(columns.counts);
+    const auto exponents = builder.CreateVector(columns.exponents);
+    const auto times = builder.CreateVector(columns.times);
+    const auto values = columns.values.empty() ? 0 : builder.CreateVector(columns.values);
+    const auto raw_values =
+        columns.raw_values.empty() ? 0 : builder.CreateVector(columns.raw_values);
+    const auto quality_runs = quality.empty() ? 0 : builder.CreateVector(quality);
     const auto aggregate_vector =
         aggregates.empty() ? 0 : builder.CreateVectorOfStructs(aggregates);
     const auto sequence = toWire(batch.sequence);
@@ -604,8 +659,14 @@ Result<Bytes> encodeBatch(const TelemetryBatch& batch, const EncodeOptions& opti
     root.add_base_time_ms(base_ms);
     root.add_sent_at_ms(batch.sent_at_ms);
     root.add_clock_synced(batch.clock_synced);
-    root.add_series(series_vector);
-    if (!aggregates.empty()) root.add_aggregates(aggregate_vector);
+    root.add_sensors(sensors);
+    root.add_counts(counts);
+    root.add_decimal_exponents(exponents);
+    root.add_time_offsets(times);
+    if (!values.IsNull()) root.add_values(values);
+    if (!raw_values.IsNull()) root.add_raw_values(raw_values);
+    if (!quality_runs.IsNull()) root.add_quality_runs(quality_runs);
+    if (!aggregate_vector.IsNull()) root.add_aggregates(aggregate_vector);
     builder.Finish(root.Finish(), wire::BatchIdentifier());
     return finish(builder, options);
 }
@@ -624,25 +685,31 @@ Result<TelemetryBatch> decodeBatch(std::span<const std::uint8_t> payload,
     batch.clock_synced = root.clock_synced();
     TERN_CHECK(checkClockTime("base time", root.base_time_ms()));
 
-    const auto* series = root.series();
-    TERN_CHECK(checkCount("series", sizeOf(series), limits.max_items));
-    if (series != nullptr) {
-        std::size_t total = 0;
-        std::vector<std::uint16_t> sensors;
-        sensors.reserve(series->size());
-        for (const auto* one : *series) {
-            total += one->count();
-            sensors.push_back(one->sensor());
-        }
-        TERN_CHECK(checkCount("readings", total, limits.max_readings));
+    const std::size_t series = sizeOf(root.sensors());
+    TERN_CHECK(checkCount("series", series, limits.max_items));
+    if (sizeOf(root.counts()) != series || sizeOf(root.decimal_exponents()) != series) {
+        return reject(reason::kCountMismatch,
+                      "sensors, counts and decimal_exponents differ in length");
+    }
+    TERN_CHECK(checkElementsAligned("raw values", root.raw_values(), alignof(double)));
+    std::uint64_t total = 0;
+    for (flatbuffers::uoffset_t s = 0; s < series; ++s) {
+        if (root.counts()->Get(s) == 0)
+            return reject(reason::kCountMismatch, "a series has no readings");
+        total += root.counts()->Get(s);
+    }
+    TERN_CHECK(checkCount("readings", total, limits.max_readings));
+    if (series > 0) {
+        std::vector<std::uint16_t> sensors(root.sensors()->begin(), root.sensors()->end());
         std::sort(sensors.begin(), sensors.end());
         if (std::adjacent_find(sensors.begin(), sensors.end()) != sensors.end()) {
             return reject(reason::kDuplicateItem, "two series for one sensor");
         }
-        batch.readings.reserve(total);
-        for (const auto* one : *series)
-            TERN_CHECK(decodeSeries(*one, root.base_time_ms(), batch.readings));
     }
+    batch.readings.resize(total);
+    TERN_CHECK(decodeColumns(root, batch.readings));
+    TERN_CHECK(decodeQualityRuns(bytesOf(root.quality_runs()), batch.readings));
+
     TERN_CHECK(checkElementsAligned("aggregates", root.aggregates(), alignof(wire::Aggregate)));
     if (const auto* aggregates = root.aggregates(); aggregates != nullptr) {
         TERN_CHECK(checkCount("aggregates", aggregates->size(), limits.max_items));
@@ -851,7 +918,8 @@ Result<Command> decodeCommand(std::span<const std::uint8_t> payload, const Decod
     if (!verified) return std::move(verified).error();
     const wire::Command& root = *verified.value();
     TERN_CHECK(checkCount("resend ranges", sizeOf(root.resend_ranges()), limits.max_items));
-    TERN_CHECK(checkElementsAligned("resend ranges", root.resend_ranges(), alignof(wire::SeqRange)));
+    TERN_CHECK(
+        checkElementsAligned("resend ranges", root.resend_ranges(), alignof(wire::SeqRange)));
     TERN_CHECK(checkCount("arguments", sizeOf(root.arguments()), limits.max_items));
     Command command;
     command.gateway_id = std::string(view(root.gateway_id()));

@@ -10,6 +10,7 @@
 
 #include "sample_messages.h"
 #include "tern/schema/batch_generated.h"
+#include "tern/schema/status_generated.h"
 #include "tern/shared/codec.h"
 #include "varint.h"
 
@@ -54,7 +55,8 @@ TEST(CodecAdversarial, TruncationAtEveryOffsetIsRejected) {
             ASSERT_EQ(c.decode(c.payload), "") << c.name;
             for (std::size_t length = 0; length < c.payload.size(); ++length) {
                 // A heap block of exactly `length` bytes, so ASan sees any read past the end.
-                const Bytes truncated(c.payload.begin(), c.payload.begin() + static_cast<long>(length));
+                const Bytes truncated(c.payload.begin(),
+                                      c.payload.begin() + static_cast<long>(length));
                 EXPECT_NE(c.decode(truncated), "") << c.name << " truncated to " << length;
             }
         }
@@ -101,45 +103,23 @@ TEST(CodecAdversarial, WrongIdentifierIsNamed) {
 }
 
 TEST(CodecAdversarial, VectorLongerThanTheBufferIsRejected) {
-    auto payload = encodeBatch(testing::sampleBatch(), {Compression::None}).value();
-    const auto* batch = wire::GetBatch(payload.data());
-    const auto* offsets = batch->series()->Get(0)->time_offsets();
-    const auto length_at =
-        reinterpret_cast<const std::uint8_t*>(offsets) - payload.data();  // the uint32 length prefix
-    const std::uint32_t huge = 0x7FFFFFF0;
-    std::memcpy(payload.data() + length_at, &huge, sizeof(huge));
-    EXPECT_EQ(codeOf(decodeBatch(payload)), codec_reason::kVerifyFailed);
-
-    // The series vector itself, claiming more offsets than the buffer holds.
-    payload = encodeBatch(testing::sampleBatch(), {Compression::None}).value();
-    const auto series_at = reinterpret_cast<const std::uint8_t*>(wire::GetBatch(payload.data())->series()) -
-                           payload.data();
-    const std::uint32_t many = static_cast<std::uint32_t>(payload.size());
-    std::memcpy(payload.data() + series_at, &many, sizeof(many));
-    EXPECT_EQ(codeOf(decodeBatch(payload)), codec_reason::kVerifyFailed);
-}
-
-Bytes finished(flatbuffers::FlatBufferBuilder& builder, flatbuffers::Offset<wire::Batch> root) {
-    builder.Finish(root, wire::BatchIdentifier());
-    return Bytes(builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize());
-}
-
-flatbuffers::Offset<wire::Series> oneSeries(flatbuffers::FlatBufferBuilder& builder, std::uint16_t sensor,
-                                            std::uint32_t count, const Bytes& times, const Bytes& values,
-                                            const Bytes& quality = {}) {
-    return wire::CreateSeries(builder, sensor, count, builder.CreateVector(times),
-                              wire::ValueEncoding::DecimalDelta, -2, builder.CreateVector(values), 0,
-                              quality.empty() ? 0 : builder.CreateVector(quality));
-}
-
-Bytes handBuiltBatch(const std::function<std::vector<flatbuffers::Offset<wire::Series>>(
-                         flatbuffers::FlatBufferBuilder&)>& make_series,
-                     std::uint16_t schema_version = 1) {
-    flatbuffers::FlatBufferBuilder builder;
-    const auto series = make_series(builder);
-    const wire::Sequence sequence(1, 1);
-    return finished(builder, wire::CreateBatch(builder, schema_version, builder.CreateString("gw-1"), &sequence,
-                                               kT0, kT0, true, builder.CreateVector(series)));
+    const auto original = encodeBatch(testing::sampleBatch(), {Compression::None}).value();
+    const auto* batch = wire::GetBatch(original.data());
+    const std::vector<const void*> vectors = {batch->time_offsets(), batch->sensors(),
+                                              batch->raw_values(), batch->aggregates(),
+                                              batch->gateway_id()};
+    for (const void* vector : vectors) {
+        ASSERT_NE(vector, nullptr);
+        auto payload = original;
+        // Every vector and string starts with its uint32 length.
+        const auto length_at = static_cast<const std::uint8_t*>(vector) - original.data();
+        for (const std::uint32_t length :
+             {0x7FFFFFF0u, static_cast<std::uint32_t>(original.size())}) {
+            std::memcpy(payload.data() + length_at, &length, sizeof(length));
+            EXPECT_EQ(codeOf(decodeBatch(payload)), codec_reason::kVerifyFailed)
+                << "length at " << length_at;
+        }
+    }
 }
 
 Bytes varints(std::initializer_list<std::int64_t> values) {
@@ -148,23 +128,96 @@ Bytes varints(std::initializer_list<std::int64_t> values) {
     return out;
 }
 
-// Many offsets to one table: a few kilobytes that would make the Verifier visit thousands of
-// tables and the decoder produce a million readings.
+// The time stream of one series: its first offset as stored (1 + zigzag), then the rest.
+Bytes times(std::int64_t first_offset, std::initializer_list<std::int64_t> rest) {
+    Bytes out;
+    varint::put(out, varint::zigzag(first_offset) + 1);
+    for (const auto v : rest) varint::putSigned(out, v);
+    return out;
+}
+
+Bytes concat(Bytes a, const Bytes& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+// The columns of a hand-built batch; by default one valid series of three readings.
+struct Columns {
+    std::vector<std::uint16_t> sensors = {0};
+    std::vector<std::uint32_t> counts = {3};
+    std::vector<std::int8_t> exponents = {-2};
+    Bytes time_offsets = times(0, {1000, 0});
+    Bytes values = varints({2137, 1, -1});
+    std::vector<double> raw_values;
+    Bytes quality_runs;
+    std::uint16_t schema_version = 1;
+};
+
+Bytes handBuiltBatch(const Columns& c) {
+    flatbuffers::FlatBufferBuilder builder;
+    const wire::Sequence sequence(1, 1);
+    const auto root = wire::CreateBatch(
+        builder, c.schema_version, builder.CreateString("gw-1"), &sequence, kT0, kT0, true,
+        builder.CreateVector(c.sensors), builder.CreateVector(c.counts),
+        builder.CreateVector(c.exponents), builder.CreateVector(c.time_offsets),
+        c.values.empty() ? 0 : builder.CreateVector(c.values),
+        c.raw_values.empty() ? 0 : builder.CreateVector(c.raw_values),
+        c.quality_runs.empty() ? 0 : builder.CreateVector(c.quality_runs));
+    builder.Finish(root, wire::BatchIdentifier());
+    return Bytes(builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize());
+}
+
+std::string decodeColumns(const Columns& c, const DecodeLimits& limits = {}) {
+    return codeOf(decodeBatch(handBuiltBatch(c), limits));
+}
+
+TEST(CodecAdversarial, HandBuiltBatchDecodes) {
+    const auto decoded = decodeBatch(handBuiltBatch(Columns{}));
+    ASSERT_TRUE(decoded) << decoded.error().message();
+    EXPECT_EQ(decoded.value().readings,
+              (std::vector<Reading>{{0, kT0, 21.37, Quality::Good},
+                                    {0, kT0 + 1000, 21.38, Quality::Good},
+                                    {0, kT0 + 2000, 21.37, Quality::Good}}));
+}
+
+// A few kilobytes that claim tens of thousands of series: the item limit stops them before any
+// reading is allocated, and one sensor listed twice is refused.
+TEST(CodecAdversarial, SeriesBombIsRejected) {
+    Columns c;
+    c.sensors.assign(20'000, 0);
+    c.counts.assign(20'000, 1);
+    c.exponents.assign(20'000, 0);
+    c.time_offsets = Bytes(20'000, 1);
+    c.values = Bytes(20'000, 0);
+    EXPECT_EQ(decodeColumns(c), codec_reason::kTooManyItems);
+    DecodeLimits lifted;
+    lifted.max_items = 1'000'000;
+    EXPECT_EQ(decodeColumns(c, lifted), codec_reason::kDuplicateItem);
+}
+
+// Many offsets to one table: a status of a few kilobytes that would make the Verifier visit
+// twenty thousand tables.
 TEST(CodecAdversarial, TableBombIsRejected) {
-    const auto payload = handBuiltBatch([](auto& builder) {
-        const auto shared = oneSeries(builder, 0, 3, varints({0, 1000, 0}), varints({2137, 1, -1}));
-        return std::vector<flatbuffers::Offset<wire::Series>>(20'000, shared);
-    });
+    flatbuffers::FlatBufferBuilder builder;
+    const auto sensor =
+        wire::CreateSensorInfo(builder, 1, builder.CreateString("t"), builder.CreateString("Cel"),
+                               wire::SensorKind::Temperature);
+    const std::vector<flatbuffers::Offset<wire::SensorInfo>> sensors(20'000, sensor);
+    const auto sensor_vector = builder.CreateVector(sensors);
+    const auto gateway_id = builder.CreateString("gw-1");
+    const auto root = wire::CreateStatus(builder, 1, gateway_id, wire::StatusKind::Birth, 1, 1, kT0,
+                                         true, 0, sensor_vector);
+    builder.Finish(root, wire::StatusIdentifier());
+    const Bytes payload(builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize());
     EXPECT_LT(payload.size(), 100'000u);
-    EXPECT_EQ(codeOf(decodeBatch(payload)), codec_reason::kVerifyFailed);
+    EXPECT_EQ(codeOf(decodeStatus(payload)), codec_reason::kVerifyFailed);
 
     // With the table limit lifted, the item and duplicate checks still stop it.
     DecodeLimits lifted;
     lifted.max_tables = 1'000'000;
-    EXPECT_EQ(codeOf(decodeBatch(payload, lifted)), codec_reason::kTooManyItems);
+    EXPECT_EQ(codeOf(decodeStatus(payload, lifted)), codec_reason::kTooManyItems);
     lifted.max_items = 1'000'000;
-    lifted.max_readings = 1'000'000;
-    EXPECT_EQ(codeOf(decodeBatch(payload, lifted)), codec_reason::kDuplicateItem);
+    EXPECT_EQ(codeOf(decodeStatus(payload, lifted)), codec_reason::kDuplicateItem);
 }
 
 // The schema has no recursive tables, so nesting is bounded by the schema itself (two levels);
@@ -191,7 +244,8 @@ Bytes zstdFrame(const Bytes& content, bool declare_size) {
     ZSTD_CCtx* context = ZSTD_createCCtx();
     ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, declare_size ? 1 : 0);
     Bytes out(ZSTD_compressBound(content.size()));
-    const auto written = ZSTD_compress2(context, out.data(), out.size(), content.data(), content.size());
+    const auto written =
+        ZSTD_compress2(context, out.data(), out.size(), content.data(), content.size());
     ZSTD_freeCCtx(context);
     out.resize(written);
     return out;
@@ -202,12 +256,14 @@ TEST(CodecAdversarial, DecompressionBombIsRejected) {
     for (const bool declared : {true, false}) {
         const auto bomb = zstdFrame(zeros, declared);
         ASSERT_LT(bomb.size(), 16 * 1024u);
-        EXPECT_EQ(codeOf(decodeBatch(bomb)), codec_reason::kDecompressionBomb) << "declared " << declared;
+        EXPECT_EQ(codeOf(decodeBatch(bomb)), codec_reason::kDecompressionBomb)
+            << "declared " << declared;
     }
     // A frame just inside the limit is decompressed and then judged on its content.
-    EXPECT_EQ(codeOf(decodeBatch(zstdFrame(Bytes(1000, 0), false))), codec_reason::kWrongIdentifier);
+    EXPECT_EQ(codeOf(decodeBatch(zstdFrame(Bytes(1000, 0), false))),
+              codec_reason::kWrongIdentifier);
 
-    Bytes garbage = {0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x58, 0x01, 0x02, 0x03};
+    const Bytes garbage = {0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x58, 0x01, 0x02, 0x03};
     EXPECT_EQ(codeOf(decodeBatch(garbage)), codec_reason::kDecompressFailed);
 }
 
@@ -220,55 +276,99 @@ TEST(CodecAdversarial, UnalignedPayloadDecodes) {
     EXPECT_EQ(result.value(), testing::groupedBySensor(testing::sampleBatch()));
 }
 
-TEST(CodecAdversarial, SeriesThatDisagreeWithTheirCountAreRejected) {
-    const auto decodeOne = [](const Bytes& times, const Bytes& values, std::uint32_t count,
-                              const Bytes& quality = {}) {
-        return codeOf(decodeBatch(handBuiltBatch([&](auto& builder) {
-            return std::vector{oneSeries(builder, 0, count, times, values, quality)};
-        })));
+TEST(CodecAdversarial, ColumnsThatDisagreeWithTheirCountsAreRejected) {
+    const auto with = [](auto change) {
+        Columns c;
+        change(c);
+        return decodeColumns(c);
     };
-    EXPECT_EQ(decodeOne(varints({0, 1000, 0}), varints({1, 1, 1}), 3), "");
-    EXPECT_EQ(decodeOne(varints({0, 1000}), varints({1, 1, 1}), 3), codec_reason::kCountMismatch);
-    EXPECT_EQ(decodeOne(varints({0, 1000, 0, 0}), varints({1, 1, 1}), 3), codec_reason::kCountMismatch);
-    EXPECT_EQ(decodeOne(varints({0, 1000, 0}), varints({1, 1}), 3), codec_reason::kCountMismatch);
-    EXPECT_EQ(decodeOne(varints({0, 1000, 0}), varints({1, 1, 1}), 0), codec_reason::kCountMismatch);
-    EXPECT_EQ(decodeOne(varints({0, 1000, 0}), varints({1, 1, 1}), 0xFFFFFFFF), codec_reason::kTooManyItems);
+    EXPECT_EQ(with([](Columns&) {}), "");
+    EXPECT_EQ(with([](Columns& c) { c.counts = {3, 1}; }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.exponents = {}; }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.counts = {0}; }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.counts = {0xFFFFFFFF}; }), codec_reason::kTooManyItems);
+    EXPECT_EQ(with([](Columns& c) { c.time_offsets = times(0, {1000}); }),
+              codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.time_offsets = times(0, {1000, 0, 0});
+              }),
+              codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.values = varints({1, 1}); }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.values = varints({1, 1, 1, 1});
+              }),
+              codec_reason::kCountMismatch);
+    // Raw doubles: too few, too many.
+    EXPECT_EQ(with([](Columns& c) {
+                  c.exponents = {-128};
+                  c.values.clear();
+                  c.raw_values = {1.0, 2.0};
+              }),
+              codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.exponents = {-128};
+                  c.values.clear();
+                  c.raw_values = {1.0, 2.0, 3.0, 4.0};
+              }),
+              codec_reason::kCountMismatch);
     // An eleven-byte varint.
-    EXPECT_EQ(decodeOne(Bytes(11, 0xFF), varints({1}), 1), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.time_offsets = Bytes(11, 0xFF); }),
+              codec_reason::kCountMismatch);
     // Mantissa and timestamp sums that overflow int64.
-    EXPECT_EQ(decodeOne(varints({0, 1}), varints({INT64_MAX, 1}), 2), codec_reason::kBadEncoding);
-    EXPECT_EQ(decodeOne(varints({INT64_MAX, 0}), varints({1, 1}), 2), codec_reason::kBadEncoding);
-    EXPECT_EQ(decodeOne(varints({-kT0 - 1}), varints({1}), 1), codec_reason::kTimestampOutOfWindow);
-    // Quality runs: unknown value, too long, too short.
-    EXPECT_EQ(decodeOne(varints({0}), varints({1}), 1, Bytes{1, 9}), codec_reason::kBadEnum);
-    EXPECT_EQ(decodeOne(varints({0}), varints({1}), 1, Bytes{2, 1}), codec_reason::kCountMismatch);
-    EXPECT_EQ(decodeOne(varints({0, 0}), varints({1, 1}), 2, Bytes{1, 1}), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.values = varints({INT64_MAX, 1, 0});
+              }),
+              codec_reason::kBadEncoding);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.time_offsets = times(INT64_MAX / 2, {INT64_MAX, 0});
+              }),
+              codec_reason::kBadEncoding);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.time_offsets = times(-kT0 - 1, {1, 0});
+              }),
+              codec_reason::kTimestampOutOfWindow);
+    EXPECT_EQ(with([](Columns& c) { c.exponents = {40}; }), codec_reason::kBadEncoding);
+    // Sharing the times of a series that is not there, or of another length.
+    EXPECT_EQ(with([](Columns& c) { c.time_offsets = {0}; }), codec_reason::kBadEncoding);
+    EXPECT_EQ(with([](Columns& c) {
+                  c.sensors = {0, 1};
+                  c.counts = {3, 2};
+                  c.exponents = {-2, -2};
+                  c.time_offsets = concat(times(0, {1000, 0}), {0});
+                  c.values = varints({1, 1, 1, 1, 1});
+              }),
+              codec_reason::kBadEncoding);
+    // Quality runs: unknown value, too long, too short, cut short.
+    EXPECT_EQ(with([](Columns& c) { c.quality_runs = {3, 9}; }), codec_reason::kBadEnum);
+    EXPECT_EQ(with([](Columns& c) { c.quality_runs = {4, 1}; }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.quality_runs = {2, 1}; }), codec_reason::kCountMismatch);
+    EXPECT_EQ(with([](Columns& c) { c.quality_runs = {3}; }), codec_reason::kBadEncoding);
 }
 
 TEST(CodecAdversarial, SemanticErrorsAreNamed) {
-    // Two series for one sensor.
-    EXPECT_EQ(codeOf(decodeBatch(handBuiltBatch([](auto& builder) {
-                  return std::vector{oneSeries(builder, 4, 1, varints({0}), varints({1})),
-                                     oneSeries(builder, 4, 1, varints({5}), varints({1}))};
-              }))),
-              codec_reason::kDuplicateItem);
-    // No schema version.
-    EXPECT_EQ(codeOf(decodeBatch(handBuiltBatch([](auto&) { return std::vector<flatbuffers::Offset<wire::Series>>{}; },
-                                                0))),
-              codec_reason::kSchemaVersion);
+    Columns two_series_one_sensor;
+    two_series_one_sensor.sensors = {4, 4};
+    two_series_one_sensor.counts = {1, 1};
+    two_series_one_sensor.exponents = {0, 0};
+    two_series_one_sensor.time_offsets = concat(times(0, {}), times(5, {}));
+    two_series_one_sensor.values = varints({1, 1});
+    EXPECT_EQ(decodeColumns(two_series_one_sensor), codec_reason::kDuplicateItem);
+
+    Columns unversioned;
+    unversioned.schema_version = 0;
+    EXPECT_EQ(decodeColumns(unversioned), codec_reason::kSchemaVersion);
+
     // A newer schema version is read: fields are only ever appended.
-    EXPECT_EQ(codeOf(decodeBatch(handBuiltBatch([](auto&) { return std::vector<flatbuffers::Offset<wire::Series>>{}; },
-                                                7))),
-              "");
-    // A NaN smuggled in through the raw encoding.
-    flatbuffers::FlatBufferBuilder builder;
-    const std::vector<double> raw = {1.5, std::nan("")};
-    const auto series = wire::CreateSeries(builder, 0, 2, builder.CreateVector(varints({0, 10})),
-                                           wire::ValueEncoding::Float64, 0, 0, builder.CreateVector(raw));
-    const wire::Sequence sequence(1, 1);
-    const auto payload = finished(builder, wire::CreateBatch(builder, 1, builder.CreateString("gw-1"), &sequence,
-                                                             kT0, kT0, true, builder.CreateVector(&series, 1)));
-    EXPECT_EQ(codeOf(decodeBatch(payload)), codec_reason::kNonFiniteValue);
+    Columns newer;
+    newer.schema_version = 7;
+    EXPECT_EQ(decodeColumns(newer), "");
+
+    // A NaN smuggled in through the raw doubles.
+    Columns nan;
+    nan.exponents = {-128};
+    nan.values.clear();
+    nan.raw_values = {1.5, std::nan(""), 2.0};
+    EXPECT_EQ(decodeColumns(nan), codec_reason::kNonFiniteValue);
 }
 
 }  // namespace

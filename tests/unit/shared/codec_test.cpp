@@ -68,13 +68,15 @@ TEST_P(CodecRoundTrip, EmptyListsAndDeathStatus) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Compression, CodecRoundTrip,
-                         ::testing::Values(Compression::None, Compression::Zstd,
-                                           Compression::Auto),
+                         ::testing::Values(Compression::None, Compression::Zstd, Compression::Auto),
                          [](const auto& param_info) {
                              switch (param_info.param) {
-                                 case Compression::None: return std::string("None");
-                                 case Compression::Zstd: return std::string("Zstd");
-                                 case Compression::Auto: return std::string("Auto");
+                                 case Compression::None:
+                                     return std::string("None");
+                                 case Compression::Zstd:
+                                     return std::string("Zstd");
+                                 case Compression::Auto:
+                                     return std::string("Auto");
                              }
                              return std::string("Unknown");
                          });
@@ -100,8 +102,8 @@ TEST(Codec, DecimalValuesRoundTripBitForBit) {
         std::int64_t mantissa = static_cast<std::int64_t>(random() % 2'000'000) - 1'000'000;
         for (int i = 0; i < 50; ++i) {
             mantissa += static_cast<std::int64_t>(random() % 201) - 100;
-            batch.readings.push_back({0, kT0 + i * 1000, static_cast<double>(mantissa) / scale,
-                                      Quality::Good});
+            batch.readings.push_back(
+                {0, kT0 + i * 1000, static_cast<double>(mantissa) / scale, Quality::Good});
         }
         const auto decoded = valueOf(decodeBatch(valueOf(encodeBatch(batch, {Compression::None}))));
         ASSERT_EQ(decoded.readings.size(), batch.readings.size());

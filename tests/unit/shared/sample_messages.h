@@ -30,8 +30,17 @@ inline TelemetryBatch sampleBatch() {
 }
 
 inline Alert sampleAlert() {
-    return Alert{"gw-building-a-01", {3, 42},        7, "temp-high", 0, Severity::Critical,
-                 AlertState::Firing, 81.25,         kT0 + 3000,   true,  "temperature above 80 Cel for 30 s"};
+    return Alert{"gw-building-a-01",
+                 {3, 42},
+                 7,
+                 "temp-high",
+                 0,
+                 Severity::Critical,
+                 AlertState::Firing,
+                 81.25,
+                 kT0 + 3000,
+                 true,
+                 "temperature above 80 Cel for 30 s"};
 }
 
 inline GatewayStatus sampleStatus() {
@@ -54,10 +63,18 @@ inline GatewayStatus sampleStatus() {
     return status;
 }
 
-inline Receipt sampleReceipt() { return Receipt{"gw-building-a-01", 3, 40, {{42, 45}, {50, 50}}, kT0}; }
+inline Receipt sampleReceipt() {
+    return Receipt{"gw-building-a-01", 3, 40, {{42, 45}, {50, 50}}, kT0};
+}
 
 inline Command sampleCommand() {
-    return Command{"gw-building-a-01", 99, "resend", kT0, kT0 + 60'000, 3, {{10, 20}, {25, 25}},
+    return Command{"gw-building-a-01",
+                   99,
+                   "resend",
+                   kT0,
+                   kT0 + 60'000,
+                   3,
+                   {{10, 20}, {25, 25}},
                    {{"reason", "gap"}, {"priority", "low"}}};
 }
 

@@ -13,8 +13,8 @@ TopicScheme scheme(std::string_view prefix = kDefaultTopicPrefix) {
 
 TEST(Topics, BuildAndParseEveryKind) {
     const auto topics = scheme();
-    for (const auto kind : {TopicKind::Telemetry, TopicKind::Alerts, TopicKind::Status, TopicKind::Receipt,
-                            TopicKind::CommandAck}) {
+    for (const auto kind : {TopicKind::Telemetry, TopicKind::Alerts, TopicKind::Status,
+                            TopicKind::Receipt, TopicKind::CommandAck}) {
         const auto topic = topics.topic("gw-01", kind).value();
         EXPECT_EQ(topic, "tern/v1/gw/gw-01/" + std::string(topicKindName(kind)));
         EXPECT_EQ(topics.parse(topic).value(), (ParsedTopic{"gw-01", kind, ""}));
@@ -33,7 +33,8 @@ TEST(Topics, CustomPrefix) {
 }
 
 TEST(Topics, BadPrefixesAreRefused) {
-    for (const std::string_view prefix : {"", "/tern", "tern/", "tern//v1", "tern/+/v1", "tern/#", "$SYS/tern"}) {
+    for (const std::string_view prefix :
+         {"", "/tern", "tern/", "tern//v1", "tern/+/v1", "tern/#", "$SYS/tern"}) {
         EXPECT_FALSE(TopicScheme::create(prefix)) << prefix;
     }
     EXPECT_FALSE(TopicScheme::create(std::string_view("te\0rn", 5)));
@@ -43,7 +44,8 @@ TEST(Topics, FleetFilters) {
     const auto topics = scheme();
     EXPECT_EQ(topics.fleetFilter(TopicKind::Telemetry).value(), "tern/v1/gw/+/telemetry");
     EXPECT_EQ(topics.fleetFilter(TopicKind::Command).value(), "tern/v1/gw/+/cmd/+");
-    EXPECT_EQ(topics.fleetFilter(TopicKind::Status, "ingest").value(), "$share/ingest/tern/v1/gw/+/status");
+    EXPECT_EQ(topics.fleetFilter(TopicKind::Status, "ingest").value(),
+              "$share/ingest/tern/v1/gw/+/status");
     EXPECT_FALSE(topics.fleetFilter(TopicKind::Status, "in/gest"));
     EXPECT_FALSE(topics.fleetFilter(TopicKind::Status, "in+"));
 }
@@ -62,7 +64,9 @@ TEST(GatewayId, RejectsUnsafeIds) {
         "gw/1",
         "gw+1",
         "gw#1",
-        std::string("gw\0" "1", 4),
+        std::string("gw\0"
+                    "1",
+                    4),
         "gw 1",
         "gw\t1",
         "gw\x7f",
@@ -84,20 +88,20 @@ TEST(GatewayId, RejectsUnsafeIds) {
 TEST(Topics, ParseRejectsMalformedTopics) {
     const auto topics = scheme();
     const std::vector<std::string> bad = {
-        "tern/v1/gw/g",                   // no kind
-        "tern/v1/gw/g/",                  // empty kind
-        "tern/v1/gw//telemetry",          // empty id
-        "tern/v1/gw/g/telemetry/extra",   // extra level
-        "tern/v1/gw/g/firmware",          // unknown kind
-        "tern/v1/gw/g/cmd",               // command without a name
-        "tern/v1/gw/g/cmd/Reboot",        // bad command name
-        "tern/v1/gw/g/cmd/a/b",           // extra level after the name
-        "tern/v1/gateway/g/telemetry",    // wrong level
-        "tern/v2/gw/g/telemetry",         // other prefix
-        "tern/v1",                        // prefix only
-        "tern/v1gw/g/telemetry",          // prefix not followed by '/'
-        "tern/v1/gw/g\xFF/telemetry",     // bad UTF-8 id
-        "tern/v1/gw/+/telemetry",         // wildcard id
+        "tern/v1/gw/g",                  // no kind
+        "tern/v1/gw/g/",                 // empty kind
+        "tern/v1/gw//telemetry",         // empty id
+        "tern/v1/gw/g/telemetry/extra",  // extra level
+        "tern/v1/gw/g/firmware",         // unknown kind
+        "tern/v1/gw/g/cmd",              // command without a name
+        "tern/v1/gw/g/cmd/Reboot",       // bad command name
+        "tern/v1/gw/g/cmd/a/b",          // extra level after the name
+        "tern/v1/gateway/g/telemetry",   // wrong level
+        "tern/v2/gw/g/telemetry",        // other prefix
+        "tern/v1",                       // prefix only
+        "tern/v1gw/g/telemetry",         // prefix not followed by '/'
+        "tern/v1/gw/g\xFF/telemetry",    // bad UTF-8 id
+        "tern/v1/gw/+/telemetry",        // wildcard id
     };
     for (const auto& topic : bad) EXPECT_FALSE(topics.parse(topic)) << topic;
 }
