@@ -273,7 +273,9 @@ std::size_t sizeOf(const flatbuffers::Vector<T>* vector) {
 template <class T>
 VoidResult checkElementsAligned(std::string_view what, const flatbuffers::Vector<T>* vector,
                                 std::size_t alignment) {
-    if (vector != nullptr && reinterpret_cast<std::uintptr_t>(vector->Data()) % alignment != 0) {
+    // An empty vector has no elements to misread, and builders leave its data unaligned.
+    if (vector != nullptr && vector->size() != 0 &&
+        reinterpret_cast<std::uintptr_t>(vector->Data()) % alignment != 0) {
         return reject(reason::kVerifyFailed, fmt::format("{} are misaligned", what));
     }
     return success();
@@ -293,7 +295,8 @@ Result<Bytes> finish(const FlatBufferBuilder& builder, const EncodeOptions& opti
     if (try_zstd) {
         auto packed = compression::compress(plain, options.zstd_level);
         if (!packed) return std::move(packed).error();
-        if (options.compression == Compression::Zstd || packed.value().size() * 4 <= plain.size() * 3) {
+        if (options.compression == Compression::Zstd ||
+            packed.value().size() * 4 <= plain.size() * 3) {
             return std::move(packed).value();
         }
     }
@@ -699,12 +702,15 @@ Result<TelemetryBatch> decodeBatch(std::span<const std::uint8_t> payload,
         total += root.counts()->Get(s);
     }
     TERN_CHECK(checkCount("readings", total, limits.max_readings));
-    if (series > 0) {
-        std::vector<std::uint16_t> sensors(root.sensors()->begin(), root.sensors()->end());
-        std::sort(sensors.begin(), sensors.end());
-        if (std::adjacent_find(sensors.begin(), sensors.end()) != sensors.end()) {
-            return reject(reason::kDuplicateItem, "two series for one sensor");
-        }
+    // One series per sensor, in ascending order: a batch has one encoding, and a duplicate is
+    // caught in the same pass.
+    for (flatbuffers::uoffset_t s = 1; s < series; ++s) {
+        const auto before = root.sensors()->Get(s - 1);
+        const auto here = root.sensors()->Get(s);
+        if (here == before)
+            return reject(reason::kDuplicateItem, fmt::format("two series for sensor {}", here));
+        if (here < before)
+            return reject(reason::kBadEncoding, "series are not in ascending sensor order");
     }
     batch.readings.resize(total);
     TERN_CHECK(decodeColumns(root, batch.readings));

@@ -11,18 +11,22 @@ std::string versionLine(std::string_view program) {
 }
 
 void addCommonOptions(CLI::App& app, std::string_view program, CommonOptions& options) {
-    app.set_version_flag("--version", versionLine(program), "Print the version and the wire schema version");
+    app.set_version_flag("--version", versionLine(program),
+                         "Print the version and the wire schema version");
     app.add_option("-c,--config", options.config_path, "Configuration file (TOML)")
         ->capture_default_str();
     app.add_flag("--check-config", options.check_config,
                  "Validate the configuration, print every error, and exit (0: valid, 2: invalid)");
+    app.add_flag("--print-config-reference", options.print_config_reference,
+                 "Print every configuration key with its type, default, range and meaning "
+                 "(Markdown)");
 }
 
 std::optional<int> parseCommandLine(CLI::App& app, int argc, const char* const* argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        // --help and --version arrive here too, with exit code 0.
+        // --help and --version arrive here too, with exit status 0.
         return app.exit(e);
     }
     return std::nullopt;

@@ -15,3 +15,28 @@ done
 
 if "$binary" --no-such-option >/dev/null 2>&1; then fail "an unknown option was accepted"; fi
 echo "ok: $version"
+
+# Configuration: every error at once with file, line and key, exit status 2; a valid file passes.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat >"$work/bad.toml" <<'TOML'
+[log]
+level = "loud"
+colour = true
+
+[nonsense]
+TOML
+set +e
+errors=$("$binary" --config "$work/bad.toml" --check-config 2>&1)
+status=$?
+set -e
+[[ $status -eq 2 ]] || fail "a bad config exited $status, not 2"
+grep -q "bad.toml:2:.*log.level" <<<"$errors" || fail "no error for log.level at line 2: $errors"
+grep -q "bad.toml:3:.*log.colour" <<<"$errors" || fail "no error for the unknown key log.colour: $errors"
+grep -q "bad.toml:5:.*nonsense" <<<"$errors" || fail "no error for the unknown table: $errors"
+
+printf '[log]\nlevel = "debug"\nformat = "json"\n' >"$work/good.toml"
+"$binary" --config "$work/good.toml" --check-config | grep -q "is valid" || fail "a valid config was refused"
+if "$binary" --config "$work/missing.toml" --check-config 2>/dev/null; then fail "a missing --config file was accepted"; fi
+"$binary" --print-config-reference | grep -q '`level`' || fail "--print-config-reference does not list log.level"
+echo "ok: configuration errors reported with file, line and key"

@@ -354,6 +354,10 @@ TEST(CodecAdversarial, SemanticErrorsAreNamed) {
     two_series_one_sensor.values = varints({1, 1});
     EXPECT_EQ(decodeColumns(two_series_one_sensor), codec_reason::kDuplicateItem);
 
+    Columns descending = two_series_one_sensor;
+    descending.sensors = {5, 4};
+    EXPECT_EQ(decodeColumns(descending), codec_reason::kBadEncoding);
+
     Columns unversioned;
     unversioned.schema_version = 0;
     EXPECT_EQ(decodeColumns(unversioned), codec_reason::kSchemaVersion);

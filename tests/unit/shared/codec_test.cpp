@@ -61,6 +61,15 @@ TEST_P(CodecRoundTrip, EmptyListsAndDeathStatus) {
     batch.sequence = {1, 1};
     EXPECT_EQ(valueOf(decodeBatch(valueOf(encodeBatch(batch, options())))), batch);
 
+    Command rebirth;
+    rebirth.gateway_id = "g";
+    rebirth.name = "rebirth";
+    EXPECT_EQ(valueOf(decodeCommand(valueOf(encodeCommand(rebirth, options())))), rebirth);
+
+    Receipt first;
+    first.gateway_id = "g";
+    EXPECT_EQ(valueOf(decodeReceipt(valueOf(encodeReceipt(first, options())))), first);
+
     GatewayStatus death;
     death.gateway_id = "g";
     death.kind = StatusKind::Death;

@@ -2,6 +2,7 @@
 
 // One valid instance of every message, with enough variety to exercise each encoding path.
 
+#include <algorithm>
 #include <cmath>
 
 #include "tern/shared/messages.h"

@@ -50,8 +50,8 @@ struct TelemetryBatch {
     Sequence sequence;
     std::int64_t sent_at_ms = 0;
     bool clock_synced = false;
-    // Any order on encode; decoded grouped by sensor (in order of first appearance), each sensor's
-    // readings in their original order.
+    // Any order on encode; decoded grouped by sensor in ascending index, each sensor's readings
+    // in their original order.
     std::vector<Reading> readings;
     std::vector<Aggregate> aggregates;
     friend bool operator==(const TelemetryBatch&, const TelemetryBatch&) = default;

@@ -1,11 +1,19 @@
 #pragma once
 
-// What every Tern program has on its command line: --help, --version, --config, --check-config.
+// What every Tern program does before its own work: parse the command line (--help, --version,
+// --config, --check-config, --print-config-reference), load and validate the configuration
+// (every error at once, then exit status 2), and set up logging.
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <functional>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "tern/shared/config.h"
+#include "tern/shared/logging.h"
 
 namespace tern::shared {
 
@@ -15,13 +23,56 @@ std::string versionLine(std::string_view program);
 struct CommonOptions {
     std::string config_path;
     bool check_config = false;
+    bool print_config_reference = false;
 };
 
-// Adds --version, --config (defaulting to options.config_path) and --check-config to app.
+// Adds the common options to app; options.config_path holds the default config file.
 void addCommonOptions(CLI::App& app, std::string_view program, CommonOptions& options);
 
 // Parses argv. Returns the exit status when the program should stop now (--help, --version,
 // a usage error), std::nullopt when it should go on.
 std::optional<int> parseCommandLine(CLI::App& app, int argc, const char* const* argv);
+
+struct ProgramInfo {
+    std::string_view name;            // "tern-edge"
+    std::string_view summary;         // one line for --help
+    std::string default_config_path;  // used when --config is not given
+};
+
+// Runs a program whose configuration is bound by schema (its root table must hold the [log]
+// table as Config::log). A default config file that does not exist means "all defaults"; a file
+// named with --config must exist. run() gets the validated config once logging is set up.
+template <class Config>
+int runProgram(const ProgramInfo& info, int argc, const char* const* argv,
+               const ConfigTable<Config>& schema, const std::function<int(const Config&)>& run) {
+    CLI::App app{std::string(info.summary), std::string(info.name)};
+    CommonOptions options{info.default_config_path};
+    addCommonOptions(app, info.name, options);
+    if (auto exit_code = parseCommandLine(app, argc, argv)) return *exit_code;
+    if (options.print_config_reference) {
+        std::cout << renderMarkdown(schema);
+        return 0;
+    }
+
+    const bool explicit_config = app.count("--config") > 0;
+    std::error_code ignored;
+    ConfigResult<Config> config =
+        !explicit_config && !std::filesystem::exists(options.config_path, ignored)
+            ? loadConfigString("", "(defaults)", schema)
+            : loadConfigFile(options.config_path, schema);
+    if (!config) {
+        std::cerr << formatConfigErrors(config.error());
+        return kConfigErrorExitStatus;
+    }
+    if (options.check_config) {
+        std::cout << info.name << ": configuration " << options.config_path << " is valid\n";
+        return 0;
+    }
+    if (auto logging = initLogging(config.value().log, info.name); !logging) {
+        std::cerr << info.name << ": " << logging.error().message() << '\n';
+        return kConfigErrorExitStatus;
+    }
+    return run(config.value());
+}
 
 }  // namespace tern::shared
