@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -59,7 +60,9 @@ std::optional<int> chooseDecimalExponent(const std::vector<double>& values) {
         const bool exact = std::all_of(values.begin(), values.end(), [&](double value) {
             const double scaled = value * scale;
             if (!(std::fabs(scaled) < kMaxExactMantissa)) return false;
-            return fromDecimal(std::llround(scaled), exponent) == value;
+            // Bits, not ==: -0.0 would otherwise come back as +0.0.
+            return std::bit_cast<std::uint64_t>(fromDecimal(std::llround(scaled), exponent)) ==
+                   std::bit_cast<std::uint64_t>(value);
         });
         if (exact) return exponent;
     }
@@ -131,7 +134,7 @@ VoidResult checkSequence(const Sequence& sequence) {
     return success();
 }
 
-VoidResult checkCount(std::string_view what, std::size_t count, std::size_t limit) {
+VoidResult checkCount(std::string_view what, std::uint64_t count, std::uint64_t limit) {
     if (count > limit) {
         return reject(reason::kTooManyItems,
                       fmt::format("{} {} over the limit of {}", count, what, limit));
@@ -261,6 +264,27 @@ std::string_view view(const flatbuffers::String* text) {
     return text == nullptr ? std::string_view{} : text->string_view();
 }
 
+// Many tables may point at one string, so a payload of a few kilobytes can reference a large
+// string a thousand times: check each string where it lies and copy only what passes.
+Result<std::string> takeString(std::string_view what, const flatbuffers::String* text,
+                               const DecodeLimits& limits, bool allow_empty) {
+    TERN_CHECK(checkString(what, view(text), limits, allow_empty));
+    return std::string(view(text));
+}
+
+Result<std::string> takeGatewayId(const flatbuffers::String* text) {
+    TERN_CHECK(checkGatewayId(view(text)));
+    return std::string(view(text));
+}
+
+// Assigns a checked string to `target`, or returns the error from the enclosing function.
+#define TERN_TAKE(target, expr)                                \
+    do {                                                       \
+        auto tern_take_ = (expr);                              \
+        if (!tern_take_) return std::move(tern_take_).error(); \
+        (target) = std::move(tern_take_).value();              \
+    } while (false)
+
 template <class T>
 std::size_t sizeOf(const flatbuffers::Vector<T>* vector) {
     return vector == nullptr ? 0 : vector->size();
@@ -286,21 +310,31 @@ std::span<const std::uint8_t> bytesOf(const flatbuffers::Vector<std::uint8_t>* v
                              : std::span<const std::uint8_t>(vector->data(), vector->size());
 }
 
-// The builder's buffer, compressed when options say so and it pays.
+// The builder's buffer, compressed when options say so and it pays, and never larger than a
+// decoder accepts: a message that does not fit is an error (an edge splits its batch).
 Result<Bytes> finish(const FlatBufferBuilder& builder, const EncodeOptions& options) {
     const std::span<const std::uint8_t> plain(builder.GetBufferPointer(), builder.GetSize());
+    Bytes out;
     const bool try_zstd =
         options.compression == Compression::Zstd ||
-        (options.compression == Compression::Auto && plain.size() >= options.compress_min_bytes);
+        (options.compression == Compression::Auto &&
+         (plain.size() >= options.compress_min_bytes || plain.size() > options.max_message_bytes));
     if (try_zstd) {
         auto packed = compression::compress(plain, options.zstd_level);
         if (!packed) return std::move(packed).error();
-        if (options.compression == Compression::Zstd ||
-            packed.value().size() * 4 <= plain.size() * 3) {
-            return std::move(packed).value();
-        }
+        const bool pays = packed.value().size() * 4 <= plain.size() * 3;
+        const bool only_fit =
+            plain.size() > options.max_message_bytes && packed.value().size() < plain.size();
+        if (options.compression == Compression::Zstd || pays || only_fit)
+            out = std::move(packed).value();
     }
-    return Bytes(plain.begin(), plain.end());
+    if (out.empty()) out.assign(plain.begin(), plain.end());
+    if (out.size() > options.max_message_bytes) {
+        return Error::drop(std::string(reason::kOversize),
+                           fmt::format("message is {} bytes, over the {}-byte limit", out.size(),
+                                       options.max_message_bytes));
+    }
+    return out;
 }
 
 wire::Sequence toWire(const Sequence& sequence) {
@@ -447,7 +481,8 @@ VoidResult decodeColumns(const wire::Batch& root, std::span<Reading> readings) {
             }
         }
 
-        const int exponent = exponents->Get(s);
+        const std::int8_t stored_exponent = exponents->Get(s);
+        const int exponent = stored_exponent;
         if (exponent == kRawDoubles) {
             if (sizeOf(raw) - raw_next < count)
                 return fail(reason::kCountMismatch, "fewer raw values than readings");
@@ -566,6 +601,7 @@ VoidResult validate(const GatewayStatus& status, const DecodeLimits& limits) {
 
 VoidResult validate(const Receipt& receipt, const DecodeLimits& limits) {
     TERN_CHECK(checkGatewayId(receipt.gateway_id));
+    if (receipt.epoch == 0) return reject(reason::kBadRange, "receipt epoch starts at 1");
     TERN_CHECK(checkClockTime("issued_at", receipt.issued_at_ms));
     return checkRanges("receipt range", receipt.ranges, receipt.cumulative_seq, limits);
 }
@@ -578,6 +614,9 @@ VoidResult validate(const Command& command, const DecodeLimits& limits) {
     TERN_CHECK(checkClockTime("issued_at", command.issued_at_ms));
     TERN_CHECK(checkClockTime("expires_at", command.expires_at_ms));
     TERN_CHECK(checkRanges("resend range", command.resend_ranges, 0, limits));
+    if (!command.resend_ranges.empty() && command.epoch == 0) {
+        return reject(reason::kBadRange, "resend ranges need an epoch (epochs start at 1)");
+    }
     TERN_CHECK(checkCount("arguments", command.arguments.size(), limits.max_items));
     std::vector<std::string_view> keys;
     for (const auto& argument : command.arguments) {
@@ -682,7 +721,7 @@ Result<TelemetryBatch> decodeBatch(std::span<const std::uint8_t> payload,
     const wire::Batch& root = *verified.value();
 
     TelemetryBatch batch;
-    batch.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(batch.gateway_id, takeGatewayId(root.gateway_id()));
     batch.sequence = fromWire(root.sequence());
     batch.sent_at_ms = root.sent_at_ms();
     batch.clock_synced = root.clock_synced();
@@ -702,7 +741,13 @@ Result<TelemetryBatch> decodeBatch(std::span<const std::uint8_t> payload,
         total += root.counts()->Get(s);
     }
     TERN_CHECK(checkCount("readings", total, limits.max_readings));
-    // One series per sensor, in ascending order: a batch has one encoding, and a duplicate is
+    // Each reading needs a byte of `values` or a raw double: a count beyond that is a lie, and
+    // is refused before memory is allocated for it.
+    if (total > sizeOf(root.values()) + sizeOf(root.raw_values())) {
+        return reject(reason::kCountMismatch,
+                      fmt::format("{} readings claimed, the value columns hold fewer", total));
+    }
+    // One series per sensor, in ascending order, as the encoder writes them: a duplicate is
     // caught in the same pass.
     for (flatbuffers::uoffset_t s = 1; s < series; ++s) {
         const auto before = root.sensors()->Get(s - 1);
@@ -762,17 +807,17 @@ Result<Alert> decodeAlert(std::span<const std::uint8_t> payload, const DecodeLim
     if (!verified) return std::move(verified).error();
     const wire::Alert& root = *verified.value();
     Alert alert;
-    alert.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(alert.gateway_id, takeGatewayId(root.gateway_id()));
     alert.sequence = fromWire(root.sequence());
     alert.incident_id = root.incident_id();
-    alert.rule = std::string(view(root.rule()));
+    TERN_TAKE(alert.rule, takeString("rule", root.rule(), limits, false));
     alert.sensor = root.sensor();
     alert.severity = static_cast<Severity>(root.severity());
     alert.state = static_cast<AlertState>(root.state());
     alert.value = root.value();
     alert.time_ms = root.time_ms();
     alert.clock_synced = root.clock_synced();
-    alert.message = std::string(view(root.message()));
+    TERN_TAKE(alert.message, takeString("message", root.message(), limits, true));
     TERN_CHECK(validate(alert, limits));
     return alert;
 }
@@ -824,13 +869,14 @@ Result<GatewayStatus> decodeStatus(std::span<const std::uint8_t> payload,
     if (!verified) return std::move(verified).error();
     const wire::Status& root = *verified.value();
     GatewayStatus status;
-    status.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(status.gateway_id, takeGatewayId(root.gateway_id()));
     status.kind = static_cast<StatusKind>(root.kind());
     status.session = root.session();
     status.epoch = root.epoch();
     status.sent_at_ms = root.sent_at_ms();
     status.clock_synced = root.clock_synced();
-    status.firmware_version = std::string(view(root.firmware_version()));
+    TERN_TAKE(status.firmware_version,
+              takeString("firmware version", root.firmware_version(), limits, true));
     status.backlog_batches = root.backlog_batches();
     status.backlog_bytes = root.backlog_bytes();
     status.oldest_backlog_ms = root.oldest_backlog_ms();
@@ -838,15 +884,17 @@ Result<GatewayStatus> decodeStatus(std::span<const std::uint8_t> payload,
     TERN_CHECK(checkCount("drop counters", sizeOf(root.drops()), limits.max_items));
     if (const auto* sensors = root.sensors(); sensors != nullptr) {
         for (const auto* sensor : *sensors) {
-            status.sensors.push_back({sensor->index(), std::string(view(sensor->name())),
-                                      std::string(view(sensor->unit())),
-                                      static_cast<SensorKind>(sensor->kind())});
+            SensorInfo info{sensor->index(), {}, {}, static_cast<SensorKind>(sensor->kind())};
+            TERN_TAKE(info.name, takeString("sensor name", sensor->name(), limits, false));
+            TERN_TAKE(info.unit, takeString("sensor unit", sensor->unit(), limits, true));
+            status.sensors.push_back(std::move(info));
         }
     }
     if (const auto* drops = root.drops(); drops != nullptr) {
         for (const auto* drop : *drops) {
-            status.drops.push_back(
-                {std::string(view(drop->reason())), drop->batches(), drop->readings()});
+            DropCounter counter{{}, drop->batches(), drop->readings()};
+            TERN_TAKE(counter.reason, takeString("drop reason", drop->reason(), limits, false));
+            status.drops.push_back(std::move(counter));
         }
     }
     TERN_CHECK(validate(status, limits));
@@ -880,7 +928,7 @@ Result<Receipt> decodeReceipt(std::span<const std::uint8_t> payload, const Decod
     TERN_CHECK(checkCount("receipt ranges", sizeOf(root.ranges()), limits.max_items));
     TERN_CHECK(checkElementsAligned("receipt ranges", root.ranges(), alignof(wire::SeqRange)));
     Receipt receipt;
-    receipt.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(receipt.gateway_id, takeGatewayId(root.gateway_id()));
     receipt.epoch = root.epoch();
     receipt.cumulative_seq = root.cumulative_seq();
     receipt.ranges = fromWire(root.ranges());
@@ -928,17 +976,19 @@ Result<Command> decodeCommand(std::span<const std::uint8_t> payload, const Decod
         checkElementsAligned("resend ranges", root.resend_ranges(), alignof(wire::SeqRange)));
     TERN_CHECK(checkCount("arguments", sizeOf(root.arguments()), limits.max_items));
     Command command;
-    command.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(command.gateway_id, takeGatewayId(root.gateway_id()));
     command.command_id = root.command_id();
-    command.name = std::string(view(root.name()));
+    TERN_TAKE(command.name, takeString("command name", root.name(), limits, false));
     command.issued_at_ms = root.issued_at_ms();
     command.expires_at_ms = root.expires_at_ms();
     command.epoch = root.epoch();
     command.resend_ranges = fromWire(root.resend_ranges());
     if (const auto* arguments = root.arguments(); arguments != nullptr) {
         for (const auto* argument : *arguments) {
-            command.arguments.push_back(
-                {std::string(view(argument->key())), std::string(view(argument->value()))});
+            CommandArgument entry;
+            TERN_TAKE(entry.key, takeString("argument key", argument->key(), limits, false));
+            TERN_TAKE(entry.value, takeString("argument value", argument->value(), limits, true));
+            command.arguments.push_back(std::move(entry));
         }
     }
     TERN_CHECK(validate(command, limits));
@@ -971,10 +1021,10 @@ Result<CommandAck> decodeCommandAck(std::span<const std::uint8_t> payload,
     if (!verified) return std::move(verified).error();
     const wire::CommandAck& root = *verified.value();
     CommandAck ack;
-    ack.gateway_id = std::string(view(root.gateway_id()));
+    TERN_TAKE(ack.gateway_id, takeGatewayId(root.gateway_id()));
     ack.command_id = root.command_id();
     ack.result = static_cast<CommandResult>(root.result());
-    ack.detail = std::string(view(root.detail()));
+    TERN_TAKE(ack.detail, takeString("detail", root.detail(), limits, true));
     ack.time_ms = root.time_ms();
     TERN_CHECK(validate(ack, limits));
     return ack;

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <zstd.h>
-#include <zstd_errors.h>
 
 #include <memory>
 
@@ -51,23 +50,24 @@ Result<std::vector<std::uint8_t>> decompressBounded(std::span<const std::uint8_t
     if (declared == ZSTD_CONTENTSIZE_ERROR) {
         return Error::drop(std::string(codec_reason::kDecompressFailed), "not a zstd frame");
     }
-    if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared > max_output) {
+    // Without a declared size the only bound is max_output, allocated up front for every
+    // payload; Tern's encoders always declare it, so a frame that does not is refused.
+    if (declared == ZSTD_CONTENTSIZE_UNKNOWN) {
+        return Error::drop(std::string(codec_reason::kDecompressFailed),
+                           "zstd frame does not declare its size");
+    }
+    if (declared > max_output) {
         return Error::drop(std::string(codec_reason::kDecompressionBomb),
                            fmt::format("frame declares {} bytes, limit {}", declared, max_output));
     }
-    const bool size_known = declared != ZSTD_CONTENTSIZE_UNKNOWN;
-    std::vector<std::uint8_t> out(size_known ? static_cast<std::size_t>(declared) : max_output);
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(declared));
     const std::size_t produced = ZSTD_decompressDCtx(decompressionContext(), out.data(), out.size(),
                                                      input.data(), input.size());
-    if (ZSTD_isError(produced)) {
-        if (!size_known && ZSTD_getErrorCode(produced) == ZSTD_error_dstSize_tooSmall) {
-            return Error::drop(std::string(codec_reason::kDecompressionBomb),
-                               fmt::format("frame inflates past {} bytes", max_output));
-        }
+    if (ZSTD_isError(produced) || produced != out.size()) {
         return Error::drop(std::string(codec_reason::kDecompressFailed),
-                           ZSTD_getErrorName(produced));
+                           ZSTD_isError(produced) ? ZSTD_getErrorName(produced)
+                                                  : "frame is shorter than it declares");
     }
-    out.resize(produced);
     return out;
 }
 

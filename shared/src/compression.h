@@ -16,8 +16,8 @@ bool isZstdFrame(std::span<const std::uint8_t> payload);
 
 Result<std::vector<std::uint8_t>> compress(std::span<const std::uint8_t> input, int level);
 
-// Decompresses into at most max_output bytes, never allocating more: a frame that declares or
-// produces more is a decompression bomb.
+// Decompresses one frame that declares its size, of at most max_output bytes: a frame that
+// declares more is a decompression bomb, one that declares nothing is refused.
 Result<std::vector<std::uint8_t>> decompressBounded(std::span<const std::uint8_t> input,
                                                     std::size_t max_output);
 

@@ -79,35 +79,17 @@ std::string formatValue(double v) {
     return fmt::format("{}", v);  // shortest form that round-trips
 }
 
-void appendEscapedLabelValue(fmt::memory_buffer& out, std::string_view value) {
-    for (const char c : value) {
-        switch (c) {
-            case '\\':
-                put(out, "\\\\");
-                break;
-            case '"':
-                put(out, "\\\"");
-                break;
-            case '\n':
-                put(out, "\\n");
-                break;
-            default:
-                out.push_back(c);
-        }
-    }
-}
-
-void appendEscapedHelp(fmt::memory_buffer& out, std::string_view help) {
-    for (const char c : help) {
-        switch (c) {
-            case '\\':
-                put(out, "\\\\");
-                break;
-            case '\n':
-                put(out, "\\n");
-                break;
-            default:
-                out.push_back(c);
+// Label values escape backslash, double quote and newline; HELP text only backslash and newline.
+void appendEscaped(fmt::memory_buffer& out, std::string_view text, bool escape_quotes) {
+    for (const char c : text) {
+        if (c == '\\') {
+            put(out, "\\\\");
+        } else if (c == '\n') {
+            put(out, "\\n");
+        } else if (c == '"' && escape_quotes) {
+            put(out, "\\\"");
+        } else {
+            out.push_back(c);
         }
     }
 }
@@ -124,7 +106,7 @@ void appendSample(fmt::memory_buffer& out, std::string_view name, const Labels& 
             first = false;
             put(out, label);
             put(out, "=\"");
-            appendEscapedLabelValue(out, label_value);
+            appendEscaped(out, label_value, /*escape_quotes=*/true);
             out.push_back('"');
         }
         if (le != nullptr) {
@@ -299,7 +281,7 @@ std::string MetricsRegistry::exposition() const {
         put(out, "# HELP ");
         put(out, name);
         out.push_back(' ');
-        appendEscapedHelp(out, family->help);
+        appendEscaped(out, family->help, /*escape_quotes=*/false);
         out.push_back('\n');
 
         std::string_view type;

@@ -68,6 +68,7 @@ TEST_P(CodecRoundTrip, EmptyListsAndDeathStatus) {
 
     Receipt first;
     first.gateway_id = "g";
+    first.epoch = 1;
     EXPECT_EQ(valueOf(decodeReceipt(valueOf(encodeReceipt(first, options())))), first);
 
     GatewayStatus death;
@@ -171,6 +172,46 @@ TEST(Codec, EncoderRejectsWhatDecoderWould) {
     auto command = testing::sampleCommand();
     command.name = "Re/send";
     EXPECT_EQ(encodeCommand(command).error().code, codec_reason::kInvalidString);
+    command = testing::sampleCommand();
+    command.epoch = 0;
+    EXPECT_EQ(encodeCommand(command).error().code, codec_reason::kBadRange);
+
+    receipt = testing::sampleReceipt();
+    receipt.epoch = 0;
+    EXPECT_EQ(encodeReceipt(receipt).error().code, codec_reason::kBadRange);
+}
+
+TEST(Codec, NegativeZeroKeepsItsSign) {
+    TelemetryBatch batch;
+    batch.gateway_id = "gw-1";
+    batch.sequence = {1, 1};
+    batch.readings = {{0, kT0, 1.5, Quality::Good}, {0, kT0 + 1000, -0.0, Quality::Good}};
+    const auto decoded = valueOf(decodeBatch(valueOf(encodeBatch(batch))));
+    ASSERT_EQ(decoded.readings.size(), 2u);
+    EXPECT_TRUE(std::signbit(decoded.readings[1].value));
+}
+
+// A message larger than any decoder accepts is an error for the encoder's caller, who splits
+// the batch; zstd is used when it is the only form that fits.
+TEST(Codec, EncoderNeverProducesAnOversizeMessage) {
+    TelemetryBatch batch;
+    batch.gateway_id = "gw-1";
+    batch.sequence = {1, 1};
+    std::mt19937_64 random(7);
+    for (int i = 0; i < 40'000; ++i) {  // random doubles: raw, 8 bytes each, barely compressible
+        batch.readings.push_back({static_cast<std::uint16_t>(i % 10), kT0 + i,
+                                  std::ldexp(static_cast<double>(random()), -40), Quality::Good});
+    }
+    const auto result = encodeBatch(batch);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().code, codec_reason::kOversize);
+
+    TelemetryBatch repetitive = batch;
+    for (auto& reading : repetitive.readings) reading.value = reading.sensor == 0 ? M_PI : M_E;
+    const auto packed = encodeBatch(repetitive, {Compression::Auto, 3, 1 << 30});
+    ASSERT_TRUE(packed) << packed.error().message();
+    EXPECT_EQ(packed.value()[0], 0x28);  // zstd, though compress_min_bytes was not reached
+    EXPECT_EQ(valueOf(decodeBatch(packed.value())).readings.size(), repetitive.readings.size());
 }
 
 TEST(Codec, TimestampsOutsideTheWindowAreRejected) {

@@ -56,13 +56,15 @@ struct TimeWindow {
 
 struct DecodeLimits {
     // As received: the MQTT payload, compressed or not. Match the broker's message_size_limit.
-    std::size_t max_message_bytes = 256 * 1024;
-    // After decompression; a frame that would grow past this is a decompression bomb.
-    std::size_t max_decompressed_bytes = 1024 * 1024;
-    // The schema nests tables two deep (Batch > Series, Status > SensorInfo); one spare level.
+    std::size_t max_message_bytes = std::size_t{256} * 1024;
+    // After decompression; a frame that declares more is a decompression bomb. Frames must
+    // declare their size (Tern's encoders always do), so nothing is allocated on a guess.
+    std::size_t max_decompressed_bytes = std::size_t{1024} * 1024;
+    // The schema nests tables two deep (Status > SensorInfo, Command > Argument); one spare level.
     std::uint32_t max_depth = 3;
-    // Tables visited by the Verifier, shared offsets counted each time they are reached.
-    std::uint32_t max_tables = 2048;
+    // Tables visited by the Verifier, shared offsets counted each time they are reached. The
+    // largest valid message is a Status with max_items sensors and max_items drop counters.
+    std::uint32_t max_tables = 4096;
     std::size_t max_readings = 100'000;
     std::size_t max_items = 1024;  // series, aggregates, sensors, drops, ranges, arguments
     std::size_t max_string_bytes = 256;
@@ -81,6 +83,8 @@ struct EncodeOptions {
     Compression compression = Compression::Auto;
     int zstd_level = 3;
     std::size_t compress_min_bytes = 1024;
+    // The largest message to produce: DecodeLimits' default, which the broker's limit matches.
+    std::size_t max_message_bytes = DecodeLimits{}.max_message_bytes;
 };
 
 Result<Bytes> encodeBatch(const TelemetryBatch& batch, const EncodeOptions& options = {});

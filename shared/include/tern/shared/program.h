@@ -54,18 +54,26 @@ int runProgram(const ProgramInfo& info, int argc, const char* const* argv,
         return 0;
     }
 
+    // Only a default file that does not exist means "all defaults": one that exists but cannot
+    // be read is an error, as is any problem with a file named on the command line.
     const bool explicit_config = app.count("--config") > 0;
-    std::error_code ignored;
-    ConfigResult<Config> config =
-        !explicit_config && !std::filesystem::exists(options.config_path, ignored)
-            ? loadConfigString("", "(defaults)", schema)
-            : loadConfigFile(options.config_path, schema);
+    std::error_code status_error;
+    const auto file_status = std::filesystem::status(options.config_path, status_error);
+    const bool use_defaults =
+        !explicit_config && file_status.type() == std::filesystem::file_type::not_found;
+    ConfigResult<Config> config = use_defaults ? loadConfigString("", "(defaults)", schema)
+                                               : loadConfigFile(options.config_path, schema);
     if (!config) {
         std::cerr << formatConfigErrors(config.error());
         return kConfigErrorExitStatus;
     }
     if (options.check_config) {
-        std::cout << info.name << ": configuration " << options.config_path << " is valid\n";
+        if (use_defaults) {
+            std::cout << info.name << ": " << options.config_path
+                      << " does not exist; the defaults are valid\n";
+        } else {
+            std::cout << info.name << ": configuration " << options.config_path << " is valid\n";
+        }
         return 0;
     }
     if (auto logging = initLogging(config.value().log, info.name); !logging) {
