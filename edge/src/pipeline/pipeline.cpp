@@ -1,0 +1,194 @@
+#include "tern/edge/pipeline/pipeline.h"
+
+#include <cmath>
+#include <limits>
+
+namespace tern::edge {
+namespace {
+
+// A fixed-capacity ring of samples, allocated once: the context buffer must not allocate per
+// sample on the hot path.
+class SampleRing {
+public:
+    explicit SampleRing(std::size_t capacity) : slots_(std::max<std::size_t>(capacity, 1)) {}
+
+    void push(const Sample& sample) {
+        if (size_ == slots_.size()) popFront();
+        slots_[(head_ + size_) % slots_.size()] = sample;
+        ++size_;
+    }
+    void popFront() {
+        head_ = (head_ + 1) % slots_.size();
+        --size_;
+    }
+    const Sample& front() const { return slots_[head_]; }
+    const Sample& at(std::size_t i) const { return slots_[(head_ + i) % slots_.size()]; }
+    std::size_t size() const { return size_; }
+    void clear() { size_ = 0; }
+
+    // Removes the sample a downsampler released. Releases are of recent samples, so the search
+    // runs from the newest.
+    void erase(const Sample& released) {
+        for (std::size_t i = size_; i-- > 0;) {
+            if (at(i) == released) {
+                for (std::size_t k = i; k + 1 < size_; ++k) slot(k) = at(k + 1);
+                --size_;
+                return;
+            }
+        }
+    }
+
+private:
+    Sample& slot(std::size_t i) { return slots_[(head_ + i) % slots_.size()]; }
+
+    std::vector<Sample> slots_;
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+};
+
+constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
+
+}  // namespace
+
+struct Pipeline::SensorState {
+    SensorState(std::unique_ptr<Downsampler> ds, std::size_t context_capacity)
+        : downsampler(std::move(ds)), unreleased(downsampler ? context_capacity : 1) {}
+
+    std::unique_ptr<Downsampler> downsampler;  // nullptr: raw
+    SampleRing unreleased;                     // raw samples the downsampler has not released
+    std::int64_t context_until_mono_ms = kNever;
+    // Every sample up to here went out raw as anomaly context; the downsampler releasing one of
+    // them later would send it twice.
+    std::int64_t context_sent_through_mono_ms = kNever;
+};
+
+class Pipeline::Callbacks final : public StageCallbacks {
+public:
+    explicit Callbacks(Pipeline& pipeline) : pipeline_(pipeline) {}
+
+    void emitSample(const Sample& sample) override {
+        if (sample.sensor >= pipeline_.sensors_.size()) return;
+        auto& state = pipeline_.sensors_[sample.sensor];
+        state.unreleased.erase(sample);
+        if (sample.mono_ms <= state.context_sent_through_mono_ms) return;
+        pipeline_.release(sample);
+    }
+    void emitAggregate(const shared::Aggregate& aggregate) override {
+        pipeline_.batcher_.add(aggregate);
+    }
+    void raiseAlert(const shared::Alert& alert) override {
+        pipeline_.alerts_raised_.inc();
+        pipeline_.alerts_.onAlert(alert);
+        if (alert.state == shared::AlertState::Firing)
+            pipeline_.startContext(alert, pipeline_.now_mono_ms_);
+    }
+
+private:
+    Pipeline& pipeline_;
+};
+
+Pipeline::Pipeline(Stage& rules, std::vector<std::unique_ptr<Downsampler>> downsamplers,
+                   ContextWindow context, BatchLimits batch_limits, BatchSink& batches,
+                   AlertSink& alerts, shared::MetricsRegistry& metrics)
+    : rules_(rules),
+      context_(context),
+      batcher_(batch_limits, batches),
+      alerts_(alerts),
+      callbacks_(std::make_unique<Callbacks>(*this)),
+      received_(metrics.counter("tern_edge_pipeline_received_total",
+                                "Samples the pipeline received from sources")),
+      sent_(metrics.counter("tern_edge_pipeline_sent_total",
+                            "Readings the pipeline put into batches")),
+      dropped_unknown_sensor_(metrics.counter("tern_edge_pipeline_dropped_total",
+                                              "Samples the pipeline dropped, by reason",
+                                              {{"reason", "unknown_sensor"}})),
+      dropped_non_finite_(metrics.counter("tern_edge_pipeline_dropped_total",
+                                          "Samples the pipeline dropped, by reason",
+                                          {{"reason", "non_finite"}})),
+      context_samples_(metrics.counter("tern_edge_pipeline_context_readings_total",
+                                       "Raw readings sent as anomaly context around firing rules")),
+      alerts_raised_(metrics.counter("tern_edge_pipeline_alerts_total",
+                                     "Alert transitions sent on the alert lane")) {
+    sensors_.reserve(downsamplers.size());
+    for (auto& downsampler : downsamplers)
+        sensors_.emplace_back(std::move(downsampler), context_.max_samples);
+}
+
+Pipeline::~Pipeline() = default;
+
+std::size_t Pipeline::sensorCount() const { return sensors_.size(); }
+
+void Pipeline::release(const Sample& sample) {
+    batcher_.add(sample);
+    sent_.inc();
+}
+
+void Pipeline::onSample(const Sample& incoming) {
+    received_.inc();
+    if (incoming.sensor >= sensors_.size()) {
+        dropped_unknown_sensor_.inc();
+        return;
+    }
+    // The wire refuses NaN and infinities; a sensor that produces one has nothing to report.
+    if (!std::isfinite(incoming.value)) {
+        dropped_non_finite_.inc();
+        return;
+    }
+    now_mono_ms_ = std::max(now_mono_ms_, incoming.mono_ms);
+    Sample sample = incoming;
+    if (rules_.onReading(sample, *callbacks_) == Flow::Consumed) return;
+
+    auto& state = sensors_[sample.sensor];
+    if (!state.downsampler) {
+        release(sample);
+        return;
+    }
+    if (sample.mono_ms <= state.context_until_mono_ms) {
+        release(sample);
+        context_samples_.inc();
+        state.context_sent_through_mono_ms = sample.mono_ms;
+        state.downsampler->forceKeep(sample, *callbacks_);
+        return;
+    }
+    auto& ring = state.unreleased;
+    while (ring.size() > 0 && ring.front().mono_ms < sample.mono_ms - context_.before.count())
+        ring.popFront();
+    ring.push(sample);
+    state.downsampler->offer(sample, *callbacks_);
+}
+
+void Pipeline::startContext(const shared::Alert& alert, std::int64_t mono_ms) {
+    if (alert.sensor >= sensors_.size()) return;
+    auto& state = sensors_[alert.sensor];
+    if (!state.downsampler) return;  // a raw sensor's readings all go out anyway
+    auto& ring = state.unreleased;
+    for (std::size_t i = 0; i < ring.size(); ++i) {
+        const Sample& held = ring.at(i);
+        if (held.mono_ms < mono_ms - context_.before.count()) continue;
+        release(held);
+        context_samples_.inc();
+        state.context_sent_through_mono_ms =
+            std::max(state.context_sent_through_mono_ms, held.mono_ms);
+    }
+    ring.clear();
+    state.context_until_mono_ms =
+        std::max(state.context_until_mono_ms, mono_ms + context_.after.count());
+}
+
+void Pipeline::onTick(const Tick& now) {
+    now_mono_ms_ = std::max(now_mono_ms_, now.mono_ms);
+    rules_.onTick(now, *callbacks_);
+    for (auto& state : sensors_) {
+        if (state.downsampler) state.downsampler->onTick(now, *callbacks_);
+    }
+    batcher_.onTick(now);
+}
+
+void Pipeline::flush() {
+    for (auto& state : sensors_) {
+        if (state.downsampler) state.downsampler->flush(*callbacks_);
+    }
+    batcher_.seal();
+}
+
+}  // namespace tern::edge
