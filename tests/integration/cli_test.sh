@@ -36,7 +36,11 @@ grep -q "bad.toml:3:.*log.colour" <<<"$errors" || fail "no error for the unknown
 grep -q "bad.toml:5:.*nonsense" <<<"$errors" || fail "no error for the unknown table: $errors"
 
 printf '[log]\nlevel = "debug"\nformat = "json"\n' >"$work/good.toml"
-"$binary" --config "$work/good.toml" --check-config | grep -q "is valid" || fail "a valid config was refused"
+# Output is captured before grep reads it: grep -q stops at its first match, and a writer still
+# writing would die of SIGPIPE under pipefail.
+checked=$("$binary" --config "$work/good.toml" --check-config) || fail "a valid config was refused"
+grep -q "is valid" <<<"$checked" || fail "--check-config did not say the config is valid: $checked"
 if "$binary" --config "$work/missing.toml" --check-config 2>/dev/null; then fail "a missing --config file was accepted"; fi
-"$binary" --print-config-reference | grep -q '`level`' || fail "--print-config-reference does not list log.level"
+reference=$("$binary" --print-config-reference) || fail "--print-config-reference failed"
+grep -q '`level`' <<<"$reference" || fail "--print-config-reference does not list log.level"
 echo "ok: configuration errors reported with file, line and key"

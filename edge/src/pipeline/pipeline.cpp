@@ -118,6 +118,8 @@ Pipeline::~Pipeline() = default;
 
 std::size_t Pipeline::sensorCount() const { return sensors_.size(); }
 
+StageCallbacks& Pipeline::callbacks() { return *callbacks_; }
+
 void Pipeline::release(const Sample& sample) {
     batcher_.add(sample);
     sent_.inc();

@@ -42,9 +42,13 @@ struct ProgramInfo {
 // Runs a program whose configuration is bound by schema (its root table must hold the [log]
 // table as Config::log). A default config file that does not exist means "all defaults"; a file
 // named with --config must exist. run() gets the validated config once logging is set up.
+// validate, if given, checks what the tables cannot (names that must be unique, references
+// between tables); its errors are reported like the loader's.
 template <class Config>
-int runProgram(const ProgramInfo& info, int argc, const char* const* argv,
-               const ConfigTable<Config>& schema, const std::function<int(const Config&)>& run) {
+int runProgram(
+    const ProgramInfo& info, int argc, const char* const* argv, const ConfigTable<Config>& schema,
+    const std::function<int(const Config&)>& run,
+    const std::function<ConfigErrors(const Config&, const std::string& file)>& validate = {}) {
     CLI::App app{std::string(info.summary), std::string(info.name)};
     CommonOptions options{info.default_config_path};
     addCommonOptions(app, info.name, options);
@@ -66,6 +70,12 @@ int runProgram(const ProgramInfo& info, int argc, const char* const* argv,
     if (!config) {
         std::cerr << formatConfigErrors(config.error());
         return kConfigErrorExitStatus;
+    }
+    if (validate) {
+        if (const auto errors = validate(config.value(), options.config_path); !errors.empty()) {
+            std::cerr << formatConfigErrors(errors);
+            return kConfigErrorExitStatus;
+        }
     }
     if (options.check_config) {
         if (use_defaults) {

@@ -57,6 +57,10 @@ public:
 
     std::size_t sensorCount() const;
 
+    // Where stages reconfigured outside the data path report (a rule reload resolving the
+    // incidents of removed rules).
+    StageCallbacks& callbacks();
+
 private:
     struct SensorState;
     class Callbacks;
