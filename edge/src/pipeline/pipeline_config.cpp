@@ -7,8 +7,9 @@ using namespace std::chrono_literals;
 shared::ConfigTable<BatchConfig> batchTable() {
     return shared::ConfigTable<BatchConfig>(
                "batch", "When an open telemetry batch is sealed: whichever limit comes first")
-        .integer("max_readings", &BatchConfig::max_readings, 1000, {1, 100'000}, "readings",
-                 "Readings in one batch")
+        .integer(
+            "max_readings", &BatchConfig::max_readings, 1000, {1, 1024}, "readings",
+            "Readings in one batch (a decoder accepts at most 1024 series and 1024 aggregates)")
         .byteSize(
             "max_bytes", &BatchConfig::max_bytes, 64 * shared::kKiB,
             {4 * shared::kKiB, 256 * shared::kKiB},

@@ -1,5 +1,6 @@
 #include "tern/edge/sources/line_protocol_source.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,7 +41,8 @@ std::string unixSocketProblem(const std::string& path) {
     return "";
 }
 
-// Whether something is receiving on the Unix datagram socket at path.
+// Whether the Unix datagram socket at path may belong to a live process. Only a refused connect
+// proves it stale: EACCES may be another user's live socket, which is never removed.
 bool unixSocketInUse(const std::string& path) {
     const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
@@ -48,7 +50,8 @@ bool unixSocketInUse(const std::string& path) {
     address.sun_family = AF_UNIX;
     std::memcpy(address.sun_path, path.data(), path.size());
     const bool in_use =
-        ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+        ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0 ||
+        errno != ECONNREFUSED;
     ::close(fd);
     return in_use;
 }
@@ -277,9 +280,15 @@ struct LineProtocolSource::Impl final : LineProtocolHandler {
         }
         if (ec) return failed(ec.message());
         unix_bound = true;
-        if (::chmod(path.c_str(), 0660) != 0) {
-            spdlog::warn("line protocol: cannot set mode 0660 on {}: {}", path,
-                         std::strerror(errno));
+        // The mode is set on what was just bound, never through a symlink swapped in since.
+        struct stat bound {};
+        if (::lstat(path.c_str(), &bound) == 0 && S_ISSOCK(bound.st_mode)) {
+            bound_device = bound.st_dev;
+            bound_inode = bound.st_ino;
+            if (::fchmodat(AT_FDCWD, path.c_str(), 0660, AT_SYMLINK_NOFOLLOW) != 0) {
+                spdlog::warn("line protocol: cannot set mode 0660 on {}: {}", path,
+                             std::strerror(errno));
+            }
         }
         unix_listener = listener;
         receive(unix_listener);
@@ -299,13 +308,20 @@ struct LineProtocolSource::Impl final : LineProtocolHandler {
             unix_listener.reset();
         }
         if (unix_bound) {
-            ::unlink(config.unix_socket.c_str());
+            // Only the socket this source bound is removed, not whatever took its path since.
+            struct stat now {};
+            if (::lstat(config.unix_socket.c_str(), &now) == 0 && S_ISSOCK(now.st_mode) &&
+                now.st_dev == bound_device && now.st_ino == bound_inode) {
+                ::unlink(config.unix_socket.c_str());
+            }
             unix_bound = false;
         }
         bound_port = 0;
     }
 
     LineProtocolConfig config;
+    dev_t bound_device = 0;
+    ino_t bound_inode = 0;
     const shared::Clock& clock;
     shared::Counter& samples;
     shared::Counter& too_long;

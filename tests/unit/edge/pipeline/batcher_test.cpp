@@ -64,3 +64,46 @@ TEST(Batcher, AggregatesTravelInTheBatch) {
 
 }  // namespace
 }  // namespace tern::edge
+
+namespace tern::edge {
+namespace {
+
+// A decoder accepts at most 1024 series and 1024 aggregates: no sealed batch may hold more.
+TEST(Batcher, NeverSealsMoreThanADecoderAccepts) {
+    Recording sink;
+    Batcher batcher({100'000, 1 << 30, std::chrono::hours(1)}, sink);
+    for (int i = 0; i < 3000; ++i)
+        batcher.add(Sample{static_cast<std::uint16_t>(i), 1'000'000, i, 1.0});
+    for (int i = 0; i < 1500; ++i) {
+        batcher.add(shared::Aggregate{static_cast<std::uint16_t>(i), 60'000, 60'000, 1, 1.0, 1.0,
+                                      1.0, 1.0, shared::Quality::Good});
+    }
+    batcher.seal();
+    for (const auto& batch : sink.batches) {
+        EXPECT_LE(batch.readings.size(), 1024u);
+        EXPECT_LE(batch.aggregates.size(), 1024u);
+    }
+    std::size_t readings = 0, aggregates = 0;
+    for (const auto& batch : sink.batches) {
+        readings += batch.readings.size();
+        aggregates += batch.aggregates.size();
+    }
+    EXPECT_EQ(readings, 3000u);  // nothing lost on the way
+    EXPECT_EQ(aggregates, 1500u);
+}
+
+// The room for an entry is checked before it is added, so no batch exceeds max_bytes.
+TEST(Batcher, NeverExceedsMaxBytes) {
+    Recording sink;
+    const std::size_t max_bytes = Batcher::kOverheadBytes + 3 * Batcher::kWorstCaseReadingBytes;
+    Batcher batcher({1000, max_bytes, std::chrono::hours(1)}, sink);
+    batcher.add(Sample{0, 0, 0, 1.0});
+    batcher.add(Sample{0, 1, 1, 1.0});
+    batcher.add(shared::Aggregate{1, 60'000, 60'000, 1, 1.0, 1.0, 1.0, 1.0, shared::Quality::Good});
+    ASSERT_EQ(sink.batches.size(), 1u);  // the aggregate did not fit beside two readings
+    EXPECT_EQ(sink.batches[0].readings.size(), 2u);
+    EXPECT_TRUE(sink.batches[0].aggregates.empty());
+}
+
+}  // namespace
+}  // namespace tern::edge

@@ -194,6 +194,46 @@ TEST_F(PipelineTest, ContextNeverSendsAReadingTwice) {
     EXPECT_EQ(unique.size(), 20u);  // every sample went out exactly once
 }
 
+// A sensor read less often than `before`: its held point is outside the context window when the
+// rule fires, yet still has to go out once, not be mistaken for a point already sent.
+TEST_F(PipelineTest, SlowSensorLosesNoHeldPointToContext) {
+    std::vector<std::unique_ptr<Downsampler>> downsamplers;
+    downsamplers.push_back(std::make_unique<HoldingDownsampler>());
+    build(std::move(downsamplers));
+    for (int s = 0; s < 100; s += 20) pipeline->onSample(at(0, s, 20.0));  // 0, 20, .., 80
+    pipeline->onSample(at(0, 100, 150.0));                                 // fires; t=80 is held
+    pipeline->onSample(at(0, 120, 20.0));
+    pipeline->flush();
+    std::vector<std::int64_t> seconds;
+    for (const auto& reading : batches.readings())
+        seconds.push_back((reading.time_ms - 1'763'600'000'000) / 1000);
+    EXPECT_EQ(seconds, (std::vector<std::int64_t>{0, 20, 40, 60, 80, 100, 120}));
+}
+
+// A window whose statistics overflowed is dropped alone and counted; the batch stays valid.
+TEST_F(PipelineTest, NonFiniteAggregateIsDroppedAndCounted) {
+    struct OverflowingDownsampler final : Downsampler {
+        void offer(const Sample& sample, StageCallbacks& out) override {
+            out.emitAggregate(shared::Aggregate{sample.sensor, 0, 60'000, 2, 1e308, 1e308, INFINITY,
+                                                1e308, shared::Quality::Good});
+            out.emitAggregate(shared::Aggregate{sample.sensor, 60'000, 60'000, 1, 1.0, 1.0, 1.0,
+                                                1.0, shared::Quality::Good});
+        }
+        void forceKeep(const Sample&, StageCallbacks&) override {}
+        void onTick(const Tick&, StageCallbacks&) override {}
+        void flush(StageCallbacks&) override {}
+    };
+    std::vector<std::unique_ptr<Downsampler>> downsamplers;
+    downsamplers.push_back(std::make_unique<OverflowingDownsampler>());
+    build(std::move(downsamplers));
+    pipeline->onSample(at(0, 0, 1.0));
+    pipeline->flush();
+    ASSERT_EQ(batches.batches.size(), 1u);
+    EXPECT_EQ(batches.batches[0].aggregates.size(), 1u);
+    EXPECT_EQ(counter("tern_edge_pipeline_dropped_total", {{"reason", "non_finite_aggregate"}}),
+              1u);
+}
+
 TEST_F(PipelineTest, TicksReachRulesAndAgeBatches) {
     build(std::vector<std::unique_ptr<Downsampler>>(1),
           BatchLimits{1000, 64 * 1024, std::chrono::seconds(10)});

@@ -22,6 +22,7 @@ public:
 };
 
 struct BatchLimits {
+    // At most 1024, the series and aggregate limit of a decoder (shared::DecodeLimits).
     std::size_t max_readings = 1000;
     // Bound on the batch's worst-case encoded size (kWorstCaseReadingBytes a reading), so a
     // sealed batch always fits the broker's message limit.
@@ -50,7 +51,7 @@ public:
 
 private:
     void noteFirstEntry(std::int64_t mono_ms);
-    void sealIfFull();
+    void makeRoom(std::size_t bytes);
 
     BatchLimits limits_;
     BatchSink& sink_;

@@ -81,6 +81,7 @@ private:
     shared::Counter& sent_;
     shared::Counter& dropped_unknown_sensor_;
     shared::Counter& dropped_non_finite_;
+    shared::Counter& dropped_non_finite_aggregate_;
     shared::Counter& context_samples_;
     shared::Counter& alerts_raised_;
 };
