@@ -1,0 +1,142 @@
+#pragma once
+
+// The edge store: every sealed telemetry batch and every alert is committed to SQLite before it is
+// offered to the uplink, and stays there until the cloud's Receipt covers it.
+//
+// Invariants:
+// - Durable when: storeBatch()/storeAlert() return a Sequence only after their transaction has
+//   committed (WAL, synchronous=FULL), so a message whose sequence was returned survives a process
+//   crash or power loss. A failed call leaves nothing behind and consumes no sequence number.
+// - Deleted when: a row is deleted only (a) by acknowledge(), when a Receipt of the same epoch
+//   covers its seq (seq <= cumulative_seq or inside one of its ranges), or (b) by eviction, which
+//   is counted by reason. Sending (nextToSend) never deletes.
+// - Eviction order: oldest telemetry first; alerts only when no telemetry is left, oldest first.
+//   Reasons: store_full (payload bytes would exceed max_bytes), max_age (created wall time older
+//   than max_age), disk_full (SQLite reported SQLITE_FULL / SQLITE_IOERR on an insert).
+// - Sequences: (epoch, seq). seq grows by one per stored message, shared by both lanes, and is
+//   persisted in the meta table in the same transaction as the row, so it never repeats within
+//   an epoch, even after every row has been deleted. epoch is 1 for a new file and grows each time
+//   a corrupt file is replaced (see Store::open).
+// - Payloads are stored encoded (shared::encodeBatch / encodeAlert, gateway_id and sequence
+//   filled in), so resending is a read, never a re-encode.
+//
+// Threads: a Store is used from one thread (the agent's store thread); it is not thread-safe.
+// Metrics may be scraped from any thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tern/edge/pipeline/batcher.h"
+#include "tern/edge/pipeline/pipeline.h"
+#include "tern/shared/clock.h"
+#include "tern/shared/codec.h"
+#include "tern/shared/config.h"
+#include "tern/shared/messages.h"
+#include "tern/shared/metrics.h"
+#include "tern/shared/result.h"
+
+namespace tern::edge {
+
+// [store] in the agent's config.
+struct StoreConfig {
+    std::string path = "/var/lib/tern/edge.db";
+    std::uint64_t max_bytes = 256 * shared::kMiB;
+    std::chrono::milliseconds max_age{std::chrono::hours{24 * 7}};
+};
+
+shared::ConfigTable<StoreConfig> storeTable();
+
+struct StoreOptions {
+    // Bound on the sum of stored payload bytes (SQLite's own overhead comes on top).
+    std::uint64_t max_bytes = 256 * shared::kMiB;
+    // Messages whose created wall time is older than this are evicted.
+    std::chrono::milliseconds max_age{std::chrono::hours{24 * 7}};
+    // Written into every stored message; must be a valid gateway id for the codec.
+    std::string gateway_id;
+    // Hard cap on the database file (PRAGMA max_page_count); 0 leaves it to the file system. Either
+    // way a full disk takes the disk_full eviction path.
+    std::uint64_t max_disk_bytes = 0;
+    shared::EncodeOptions encode{};
+};
+
+enum class Lane : std::uint8_t { Alert = 0, Telemetry = 1 };
+
+struct StoredMessage {
+    Lane lane = Lane::Telemetry;
+    shared::Sequence sequence;
+    std::uint32_t readings = 0;
+    std::int64_t created_ms = 0;
+    shared::Bytes payload;
+};
+
+struct Backlog {
+    std::uint64_t messages = 0;
+    std::uint64_t bytes = 0;
+    std::int64_t oldest_created_ms = 0;  // 0 when empty
+};
+
+// Store is also the pipeline's BatchSink and AlertSink: those calls store the message and, since
+// they cannot return an error, count a failure as a drop ("store_failed" in dropCounters()).
+class Store final : public BatchSink, public AlertSink {
+public:
+    // Opens or creates the database at path. A file that is not a database, fails to open as one
+    // or fails PRAGMA quick_check is renamed to <path>.corrupt-<unix-ms> (with its -wal and -shm)
+    // and a new one is created with epoch = max(previous epoch + 1 if it could still be read,
+    // wall-clock Unix seconds, 1), so sequences of the new file never collide with the old one's
+    // as long as the wall clock is set or the old epoch was readable; recovered() then reports it.
+    // Errors other than corruption (permissions, missing directory) are Error::stop and leave the
+    // file alone.
+    static shared::Result<std::unique_ptr<Store>> open(const std::string& path,
+                                                       StoreOptions options,
+                                                       const shared::Clock& clock,
+                                                       shared::MetricsRegistry& metrics);
+    ~Store() override;
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // Assign gateway_id and the next (epoch, seq), encode, evict as needed, commit. Errors: the
+    // codec's (drop), "too_large" (drop: the payload alone exceeds max_bytes), "disk_full" (retry:
+    // it did not fit even after evicting every older message), "sqlite_error" (retry).
+    shared::Result<shared::Sequence> storeBatch(const shared::TelemetryBatch& batch);
+    shared::Result<shared::Sequence> storeAlert(const shared::Alert& alert);
+
+    void onBatch(const shared::TelemetryBatch& batch) override;
+    void onAlert(const shared::Alert& alert) override;
+
+    // Evicts messages older than max_age; call it periodically (storing does it too).
+    shared::VoidResult enforceLimits();
+
+    // Up to max messages not yet handed out since the last releaseInFlight(): alerts first, then
+    // telemetry, each oldest first. Returned messages count as in flight until acknowledged.
+    std::vector<StoredMessage> nextToSend(std::size_t max);
+    // The uplink lost its session: everything unacknowledged is offered again by nextToSend.
+    void releaseInFlight();
+    // Same order as nextToSend, ignoring and not changing what is in flight.
+    std::vector<StoredMessage> pending(std::size_t limit) const;
+
+    // Deletes every row the receipt covers; returns how many. A receipt for another epoch or
+    // another gateway deletes nothing.
+    shared::Result<std::uint64_t> acknowledge(const shared::Receipt& receipt);
+
+    // The message with this seq (current epoch), if it is still stored: for resend requests.
+    std::optional<StoredMessage> get(std::uint64_t seq) const;
+
+    Backlog backlog() const;
+    std::uint64_t epoch() const;
+    std::uint64_t lastSeq() const;  // 0 before the first message of a new file
+    bool recovered() const;         // open() replaced a corrupt file
+    // Evicted and failed messages by reason since open, for the Status message.
+    std::vector<shared::DropCounter> dropCounters() const;
+
+private:
+    struct Impl;
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::edge
