@@ -132,6 +132,25 @@ const char* lineErrorName(LineError error) {
     return "unknown";
 }
 
+namespace {
+
+// A tag or field key and the '=' after it; pos ends past the '='.
+std::optional<LineError> readKey(std::string_view line, std::size_t& pos, std::string& key) {
+    switch (readName(line, pos, ",= ", ",= ", key)) {
+        case Stop::BadEscape:
+            return LineError::BadEscape;
+        case Stop::End:
+            return LineError::BadSyntax;
+        case Stop::Delimiter:
+            break;
+    }
+    if (line[pos] != '=' || key.empty()) return LineError::BadSyntax;
+    ++pos;
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<LineError> LineProtocolParser::parseLine(std::string_view line, ParsedLine& out) {
     out.measurement.clear();
     out.tags.clear();
@@ -154,16 +173,7 @@ std::optional<LineError> LineProtocolParser::parseLine(std::string_view line, Pa
     while (line[pos] == ',') {
         ++pos;
         LineTag& tag = out.tags.emplace_back();
-        switch (readName(line, pos, ",= ", ",= ", tag.key)) {
-            case Stop::BadEscape:
-                return LineError::BadEscape;
-            case Stop::End:
-                return LineError::BadSyntax;
-            case Stop::Delimiter:
-                break;
-        }
-        if (line[pos] != '=' || tag.key.empty()) return LineError::BadSyntax;
-        ++pos;
+        if (auto error = readKey(line, pos, tag.key)) return error;
         const Stop stop = readName(line, pos, ",= ", ",= ", tag.value);
         if (stop == Stop::BadEscape) return LineError::BadEscape;
         if (tag.value.empty()) return LineError::BadSyntax;
@@ -176,16 +186,7 @@ std::optional<LineError> LineProtocolParser::parseLine(std::string_view line, Pa
     if (pos == line.size()) return LineError::NoFields;
     while (true) {
         LineField& field = out.fields.emplace_back();
-        switch (readName(line, pos, ",= ", ",= ", field.key)) {
-            case Stop::BadEscape:
-                return LineError::BadEscape;
-            case Stop::End:
-                return LineError::BadSyntax;
-            case Stop::Delimiter:
-                break;
-        }
-        if (line[pos] != '=' || field.key.empty()) return LineError::BadSyntax;
-        ++pos;
+        if (auto error = readKey(line, pos, field.key)) return error;
         if (pos < line.size() && line[pos] == '"') {
             if (!readString(line, pos, field.text)) return LineError::UnterminatedString;
             field.type = LineFieldType::String;
