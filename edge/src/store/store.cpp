@@ -6,6 +6,8 @@
 #include <array>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <span>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -55,11 +57,17 @@ private:
     sqlite3_stmt* stmt_;
 };
 
-enum class Reason : std::size_t { StoreFull = 0, MaxAge = 1, DiskFull = 2, StoreFailed = 3 };
-constexpr std::array<std::string_view, 4> kReasonNames = {"store_full", "max_age", "disk_full",
-                                                          "store_failed"};
+enum class Reason : std::size_t {
+    StoreFull = 0,
+    MaxAge = 1,
+    DiskFull = 2,
+    Oversize = 3,
+    StoreFailed = 4
+};
+constexpr std::array<std::string_view, 5> kReasonNames = {"store_full", "max_age", "disk_full",
+                                                          "oversize", "store_failed"};
 // Reasons that evict stored messages (store_failed counts messages that never got in).
-constexpr std::size_t kEvictionReasons = 3;
+constexpr std::size_t kEvictionReasons = 4;
 constexpr std::array<std::string_view, 2> kLaneNames = {"alert", "telemetry"};
 
 bool isCorruption(int rc) {
@@ -89,7 +97,11 @@ CREATE TABLE IF NOT EXISTS messages(
     readings INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
-    payload BLOB NOT NULL);
+    payload BLOB NOT NULL,
+    -- Set while the timestamps inside payload came from an unsynchronised clock: the boot they
+    -- were taken in and that boot's wall - monotonic offset then (see Store::restamp).
+    unsynced_boot INTEGER,
+    wall_offset_ms INTEGER);
 CREATE INDEX IF NOT EXISTS messages_by_lane ON messages(lane, seq);
 CREATE INDEX IF NOT EXISTS messages_by_created ON messages(created_ms);
 )sql";
@@ -201,7 +213,7 @@ Opened openDatabase(const std::string& path, bool create, std::uint64_t new_epoc
     rc = exec(raw, kSchema);
     if (rc == SQLITE_OK) {
         rc = exec(raw, "INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', " +
-                           std::to_string(new_epoch) + "), ('last_seq', 0)");
+                           std::to_string(new_epoch) + "), ('last_seq', 0), ('session', 0)");
     }
     if (rc == SQLITE_OK) rc = exec(raw, "COMMIT");
     if (rc != SQLITE_OK) {
@@ -279,8 +291,17 @@ struct Store::Impl {
             {&rollback, "ROLLBACK"},
             {&set_last_seq, "UPDATE meta SET value = ? WHERE key = 'last_seq'"},
             {&insert,
-             "INSERT INTO messages(seq, lane, epoch, readings, bytes, created_ms, payload) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?)"},
+             "INSERT INTO messages(seq, lane, epoch, readings, bytes, created_ms, payload, "
+             "unsynced_boot, wall_offset_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+            {&next_session,
+             "UPDATE meta SET value = value + 1 WHERE key = 'session' RETURNING value"},
+            {&discard_one, "DELETE FROM messages WHERE seq = ? RETURNING lane, readings, bytes"},
+            {&select_unsynced,
+             "SELECT seq, lane, wall_offset_ms, payload FROM messages WHERE unsynced_boot = ? "
+             "ORDER BY seq"},
+            {&update_restamped,
+             "UPDATE messages SET payload = ?, bytes = ?, unsynced_boot = NULL, "
+             "wall_offset_ms = NULL WHERE seq = ?"},
             {&evict_oldest,
              "DELETE FROM messages WHERE seq = (SELECT seq FROM messages WHERE lane = ? "
              "ORDER BY seq LIMIT 1) RETURNING readings, bytes"},
@@ -289,8 +310,9 @@ struct Store::Impl {
             {&ack_cumulative, "DELETE FROM messages WHERE epoch = ? AND seq <= ? RETURNING bytes"},
             {&ack_range,
              "DELETE FROM messages WHERE epoch = ? AND seq BETWEEN ? AND ? RETURNING bytes"},
-            {&select_lane, "SELECT " + columns +
-                               " FROM messages WHERE lane = ? AND seq > ? ORDER BY seq LIMIT ?"},
+            {&select_lane,
+             "SELECT " + columns +
+                 " FROM messages WHERE lane = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"},
             {&select_one, "SELECT " + columns + " FROM messages WHERE seq = ?"},
             {&totals,
              "SELECT count(*), coalesce(sum(bytes), 0), coalesce(min(created_ms), 0) FROM "
@@ -402,7 +424,7 @@ struct Store::Impl {
 
     // One transaction: evict for max_bytes, advance last_seq, insert.
     int insertTx(Lane lane, const shared::Sequence& sequence, std::uint32_t readings,
-                 const shared::Bytes& payload) {
+                 bool clock_synced, const shared::Bytes& payload) {
         int rc = run(begin);
         if (rc != SQLITE_OK) return rc;
         const std::uint64_t size = payload.size();
@@ -428,6 +450,10 @@ struct Store::Impl {
             sqlite3_bind_int64(*use, 5, static_cast<sqlite3_int64>(size));
             sqlite3_bind_int64(*use, 6, shared::toUnixMillis(clock.wallNow()));
             sqlite3_bind_blob(*use, 7, payload.data(), static_cast<int>(size), SQLITE_STATIC);
+            if (!clock_synced && options.boot_id != 0) {
+                sqlite3_bind_int64(*use, 8, static_cast<sqlite3_int64>(options.boot_id));
+                sqlite3_bind_int64(*use, 9, wallOffsetMs());
+            }
             rc = sqlite3_step(*use);
         }
         if (rc != SQLITE_DONE) {
@@ -460,8 +486,14 @@ struct Store::Impl {
         return commitTx() == SQLITE_OK;
     }
 
+    std::int64_t wallOffsetMs() const {
+        const auto mono = std::chrono::duration_cast<std::chrono::milliseconds>(
+            clock.monoNow().time_since_epoch());
+        return shared::toUnixMillis(clock.wallNow()) - mono.count();
+    }
+
     Result<shared::Sequence> store(
-        Lane lane, std::uint32_t readings,
+        Lane lane, std::uint32_t readings, bool clock_synced,
         const std::function<Result<shared::Bytes>(const std::string&, const shared::Sequence&)>&
             encode) {
         if (auto expired = evictExpired(); !expired) return expired.error();
@@ -476,7 +508,7 @@ struct Store::Impl {
         // Room is made at most once per stored message; each round frees at least the payload's
         // size, so the loop ends when the message fits or nothing older is left to evict.
         while (true) {
-            rc = insertTx(lane, sequence, readings, payload.value());
+            rc = insertTx(lane, sequence, readings, clock_synced, payload.value());
             if (rc == SQLITE_OK) {
                 last_seq = sequence.seq;
                 messages += 1;
@@ -495,19 +527,18 @@ struct Store::Impl {
         return Error::retry("sqlite_error", describe(db.get(), rc));
     }
 
-    std::vector<StoredMessage> select(std::size_t limit, std::uint64_t after_alert,
-                                      std::uint64_t after_telemetry) const {
+    std::vector<StoredMessage> scan(Lane lane, std::uint64_t after, std::uint64_t through,
+                                    std::size_t limit) const {
         std::vector<StoredMessage> out;
-        for (Lane lane : {Lane::Alert, Lane::Telemetry}) {
-            if (out.size() >= limit) break;
-            ScopedStatement use(select_lane);
-            sqlite3_bind_int(*use, 1, static_cast<int>(lane));
-            sqlite3_bind_int64(
-                *use, 2,
-                static_cast<sqlite3_int64>(lane == Lane::Alert ? after_alert : after_telemetry));
-            sqlite3_bind_int64(*use, 3, static_cast<sqlite3_int64>(limit - out.size()));
-            while (sqlite3_step(*use) == SQLITE_ROW) out.push_back(readRow(*use));
-        }
+        if (limit == 0 || through <= after) return out;
+        ScopedStatement use(select_lane);
+        sqlite3_bind_int(*use, 1, static_cast<int>(lane));
+        sqlite3_bind_int64(*use, 2, static_cast<sqlite3_int64>(after));
+        sqlite3_bind_int64(*use, 3,
+                           static_cast<sqlite3_int64>(std::min<std::uint64_t>(
+                               through, std::numeric_limits<sqlite3_int64>::max())));
+        sqlite3_bind_int64(*use, 4, static_cast<sqlite3_int64>(limit));
+        while (sqlite3_step(*use) == SQLITE_ROW) out.push_back(readRow(*use));
         return out;
     }
 
@@ -525,15 +556,12 @@ struct Store::Impl {
     std::uint64_t messages = 0;
     std::uint64_t bytes = 0;
     bool recovered = false;
-    // nextToSend's cursors: every row at or below them has been handed out (rows arrive in seq
-    // order within a lane, so handed-out rows are always a prefix).
-    std::uint64_t sent_alert = 0;
-    std::uint64_t sent_telemetry = 0;
     std::vector<Eviction> pending_evictions;
     std::array<shared::DropCounter, kReasonNames.size()> drops{};
 
     Statement begin, commit, rollback, set_last_seq, insert, evict_oldest, evict_expired,
-        ack_cumulative, ack_range, select_lane, select_one, totals;
+        ack_cumulative, ack_range, select_lane, select_one, totals, next_session, discard_one,
+        select_unsynced, update_restamped;
 
     std::array<shared::Counter*, 2> stored{};
     std::array<std::array<shared::Counter*, kEvictionReasons>, 2> evicted{};
@@ -606,7 +634,7 @@ Store::~Store() = default;
 
 Result<shared::Sequence> Store::storeBatch(const shared::TelemetryBatch& batch) {
     const auto readings = static_cast<std::uint32_t>(batch.readings.size());
-    return impl_->store(Lane::Telemetry, readings,
+    return impl_->store(Lane::Telemetry, readings, batch.clock_synced,
                         [&](const std::string& gateway, const shared::Sequence& sequence) {
                             shared::TelemetryBatch stamped = batch;
                             stamped.gateway_id = gateway;
@@ -616,7 +644,7 @@ Result<shared::Sequence> Store::storeBatch(const shared::TelemetryBatch& batch) 
 }
 
 Result<shared::Sequence> Store::storeAlert(const shared::Alert& alert) {
-    return impl_->store(Lane::Alert, 0,
+    return impl_->store(Lane::Alert, 0, alert.clock_synced,
                         [&](const std::string& gateway, const shared::Sequence& sequence) {
                             shared::Alert stamped = alert;
                             stamped.gateway_id = gateway;
@@ -635,22 +663,155 @@ void Store::onAlert(const shared::Alert& alert) {
 
 shared::VoidResult Store::enforceLimits() { return impl_->evictExpired(); }
 
-std::vector<StoredMessage> Store::nextToSend(std::size_t max) {
-    auto out = impl_->select(max, impl_->sent_alert, impl_->sent_telemetry);
-    for (const auto& message : out) {
-        auto& cursor = message.lane == Lane::Alert ? impl_->sent_alert : impl_->sent_telemetry;
-        cursor = std::max(cursor, message.sequence.seq);
-    }
-    return out;
-}
-
-void Store::releaseInFlight() {
-    impl_->sent_alert = 0;
-    impl_->sent_telemetry = 0;
+std::vector<StoredMessage> Store::scan(Lane lane, std::uint64_t after_seq,
+                                       std::uint64_t through_seq, std::size_t max) const {
+    return impl_->scan(lane, after_seq, through_seq, max);
 }
 
 std::vector<StoredMessage> Store::pending(std::size_t limit) const {
-    return impl_->select(limit, 0, 0);
+    auto out = impl_->scan(Lane::Alert, 0, std::numeric_limits<std::uint64_t>::max(), limit);
+    auto telemetry = impl_->scan(Lane::Telemetry, 0, std::numeric_limits<std::uint64_t>::max(),
+                                 limit - out.size());
+    out.insert(out.end(), std::make_move_iterator(telemetry.begin()),
+               std::make_move_iterator(telemetry.end()));
+    return out;
+}
+
+Result<bool> Store::discardOversize(std::uint64_t seq) {
+    auto& impl = *impl_;
+    int rc = impl.run(impl.begin);
+    if (rc != SQLITE_OK) return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    bool found = false;
+    {
+        ScopedStatement use(impl.discard_one);
+        sqlite3_bind_int64(*use, 1, static_cast<sqlite3_int64>(seq));
+        rc = sqlite3_step(*use);
+        if (rc == SQLITE_ROW) {
+            found = true;
+            impl.pending_evictions.push_back(
+                {sqlite3_column_int(*use, 0) == 0 ? Lane::Alert : Lane::Telemetry,
+                 static_cast<std::uint32_t>(sqlite3_column_int64(*use, 1)),
+                 static_cast<std::uint64_t>(sqlite3_column_int64(*use, 2)), Reason::Oversize});
+            rc = sqlite3_step(*use);
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        impl.rollbackIfOpen();
+        return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    }
+    rc = impl.commitTx();
+    if (rc != SQLITE_OK) return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    return found;
+}
+
+Result<std::uint64_t> Store::nextSession() {
+    auto& impl = *impl_;
+    ScopedStatement use(impl.next_session);
+    const int rc = sqlite3_step(*use);
+    if (rc != SQLITE_ROW) return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    const auto session = static_cast<std::uint64_t>(sqlite3_column_int64(*use, 0));
+    if (sqlite3_step(*use) != SQLITE_DONE) {
+        return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    }
+    return session;
+}
+
+namespace {
+
+// Moves every timestamp of a message by delta_ms and marks its clock as synchronised.
+Result<shared::Bytes> restampPayload(Lane lane, std::span<const std::uint8_t> payload,
+                                     std::int64_t delta_ms, const shared::EncodeOptions& encode) {
+    if (lane == Lane::Alert) {
+        auto alert = shared::decodeAlert(payload);
+        if (!alert) return alert.error();
+        alert.value().time_ms += delta_ms;
+        alert.value().clock_synced = true;
+        return shared::encodeAlert(alert.value(), encode);
+    }
+    auto batch = shared::decodeBatch(payload);
+    if (!batch) return batch.error();
+    auto& b = batch.value();
+    for (auto& reading : b.readings) reading.time_ms += delta_ms;
+    for (auto& aggregate : b.aggregates) aggregate.start_ms += delta_ms;
+    b.sent_at_ms += delta_ms;
+    b.clock_synced = true;
+    return shared::encodeBatch(b, encode);
+}
+
+}  // namespace
+
+Result<RestampResult> Store::restamp() {
+    auto& impl = *impl_;
+    RestampResult result;
+    if (impl.options.boot_id == 0) return result;
+    const std::int64_t offset_now = impl.wallOffsetMs();
+    int rc = impl.run(impl.begin);
+    if (rc != SQLITE_OK) return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    struct Row {
+        std::uint64_t seq;
+        Lane lane;
+        std::int64_t offset;
+        shared::Bytes payload;
+    };
+    std::vector<Row> rows;
+    {
+        ScopedStatement use(impl.select_unsynced);
+        sqlite3_bind_int64(*use, 1, static_cast<sqlite3_int64>(impl.options.boot_id));
+        while ((rc = sqlite3_step(*use)) == SQLITE_ROW) {
+            const auto* data = static_cast<const std::uint8_t*>(sqlite3_column_blob(*use, 3));
+            const int size = sqlite3_column_bytes(*use, 3);
+            Row row{static_cast<std::uint64_t>(sqlite3_column_int64(*use, 0)),
+                    sqlite3_column_int(*use, 1) == 0 ? Lane::Alert : Lane::Telemetry,
+                    sqlite3_column_int64(*use, 2),
+                    {}};
+            if (data != nullptr && size > 0) row.payload.assign(data, data + size);
+            rows.push_back(std::move(row));
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        impl.rollbackIfOpen();
+        return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    }
+    std::int64_t byte_change = 0;
+    for (const auto& row : rows) {
+        auto payload =
+            restampPayload(row.lane, row.payload, offset_now - row.offset, impl.options.encode);
+        if (!payload) {
+            // Left flagged as unsynchronised: the ingest still gets the readings, marked.
+            result.failed += 1;
+            continue;
+        }
+        ScopedStatement use(impl.update_restamped);
+        const auto& bytes = payload.value();
+        sqlite3_bind_blob(*use, 1, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(*use, 2, static_cast<sqlite3_int64>(bytes.size()));
+        sqlite3_bind_int64(*use, 3, static_cast<sqlite3_int64>(row.seq));
+        rc = sqlite3_step(*use);
+        if (rc != SQLITE_DONE) {
+            impl.rollbackIfOpen();
+            return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+        }
+        byte_change +=
+            static_cast<std::int64_t>(bytes.size()) - static_cast<std::int64_t>(row.payload.size());
+        result.restamped += 1;
+    }
+    rc = impl.commitTx();
+    if (rc != SQLITE_OK) return Error::retry("sqlite_error", describe(impl.db.get(), rc));
+    impl.bytes = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(0, static_cast<std::int64_t>(impl.bytes) + byte_change));
+    impl.updateGauges();
+    return result;
+}
+
+std::uint64_t Store::unsyncedMessages() const {
+    auto& impl = *impl_;
+    sqlite3_stmt* raw = nullptr;
+    sqlite3_prepare_v2(impl.db.get(),
+                       "SELECT count(*) FROM messages WHERE unsynced_boot IS NOT NULL", -1, &raw,
+                       nullptr);
+    Statement stmt(raw);
+    if (raw == nullptr || sqlite3_step(raw) != SQLITE_ROW) return 0;
+    return static_cast<std::uint64_t>(sqlite3_column_int64(raw, 0));
 }
 
 Result<std::uint64_t> Store::acknowledge(const shared::Receipt& receipt) {

@@ -153,13 +153,108 @@ TEST_F(StoreTest, PendingPutsAlertsFirstThenOldestTelemetry) {
     ASSERT_TRUE(store->storeAlert(alert(2)));  // 4
     EXPECT_EQ(seqs(store->pending(10)), (std::vector<std::uint64_t>{2, 4, 1, 3}));
     EXPECT_EQ(seqs(store->pending(3)), (std::vector<std::uint64_t>{2, 4, 1}));
+}
 
-    EXPECT_EQ(seqs(store->nextToSend(3)), (std::vector<std::uint64_t>{2, 4, 1}));
-    ASSERT_TRUE(store->storeAlert(alert(3)));  // 5
-    EXPECT_EQ(seqs(store->nextToSend(10)), (std::vector<std::uint64_t>{5, 3}));
-    EXPECT_TRUE(store->nextToSend(10).empty());
-    store->releaseInFlight();
-    EXPECT_EQ(seqs(store->nextToSend(10)), (std::vector<std::uint64_t>{2, 4, 5, 1, 3}));
+TEST_F(StoreTest, ScanReadsOneLaneBetweenCursors) {
+    auto store = open();
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(store->storeBatch(batch(2)));  // 1..6
+    ASSERT_TRUE(store->storeAlert(alert(1)));                              // 7
+    ASSERT_TRUE(store->storeBatch(batch(2)));                              // 8
+    EXPECT_EQ(seqs(store->scan(Lane::Telemetry, 0, 100, 3)), (std::vector<std::uint64_t>{1, 2, 3}));
+    EXPECT_EQ(seqs(store->scan(Lane::Telemetry, 3, 5, 10)), (std::vector<std::uint64_t>{4, 5}));
+    EXPECT_EQ(seqs(store->scan(Lane::Telemetry, 5, 100, 10)), (std::vector<std::uint64_t>{6, 8}));
+    EXPECT_EQ(seqs(store->scan(Lane::Alert, 0, 100, 10)), (std::vector<std::uint64_t>{7}));
+    EXPECT_TRUE(store->scan(Lane::Telemetry, 5, 5, 10).empty());
+    EXPECT_TRUE(store->scan(Lane::Telemetry, 0, 100, 0).empty());
+}
+
+TEST_F(StoreTest, DiscardOversizeIsCountedAsAnEviction) {
+    auto store = open();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->storeBatch(batch(7)));
+    ASSERT_TRUE(store->storeBatch(batch(2)));
+    auto discarded = store->discardOversize(1);
+    ASSERT_TRUE(discarded);
+    EXPECT_TRUE(discarded.value());
+    auto again = store->discardOversize(1);
+    ASSERT_TRUE(again);
+    EXPECT_FALSE(again.value());
+    EXPECT_EQ(seqs(store->pending(10)), (std::vector<std::uint64_t>{2}));
+    EXPECT_EQ(drop(*store, "oversize").batches, 1u);
+    EXPECT_EQ(drop(*store, "oversize").readings, 7u);
+    EXPECT_EQ(store->backlog().messages, 1u);
+}
+
+TEST_F(StoreTest, SessionNumbersGrowAcrossReopen) {
+    {
+        auto store = open();
+        ASSERT_TRUE(store);
+        EXPECT_EQ(store->nextSession().value(), 1u);
+        EXPECT_EQ(store->nextSession().value(), 2u);
+    }
+    auto store = open();
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->nextSession().value(), 3u);
+}
+
+TEST_F(StoreTest, RestampShiftsThisBootsUnsyncedMessagesOnly) {
+    // Another boot's unsynchronised message: its offset cannot be known any more.
+    {
+        auto o = options();
+        o.boot_id = 41;
+        auto store = open(o);
+        ASSERT_TRUE(store);
+        auto old_boot = batch(2);
+        old_boot.clock_synced = false;
+        ASSERT_TRUE(store->storeBatch(old_boot));  // 1
+    }
+    auto o = options();
+    o.boot_id = 42;
+    auto store = open(o);
+    ASSERT_TRUE(store);
+    auto unsynced = batch(3);
+    unsynced.clock_synced = false;
+    ASSERT_TRUE(store->storeBatch(unsynced));  // 2
+    auto unsynced_alert = alert(1);
+    ASSERT_TRUE(store->storeAlert(unsynced_alert));  // 3
+    auto synced = batch(2);
+    synced.clock_synced = true;
+    ASSERT_TRUE(store->storeBatch(synced));  // 4
+    EXPECT_EQ(store->unsyncedMessages(), 3u);
+
+    // NTP steps the wall clock forward by an hour; monotonic time moves on by 5 s meanwhile.
+    clock_.advance(5s);
+    clock_.setWall(clock_.wallNow() + 1h);
+    auto result = store->restamp();
+    ASSERT_TRUE(result) << result.error().message();
+    EXPECT_EQ(result.value().restamped, 2u);
+    EXPECT_EQ(result.value().failed, 0u);
+    EXPECT_EQ(store->unsyncedMessages(), 1u);
+
+    constexpr std::int64_t kHourMs = 3'600'000;
+    auto restamped = shared::decodeBatch(store->get(2)->payload);
+    ASSERT_TRUE(restamped);
+    EXPECT_TRUE(restamped.value().clock_synced);
+    ASSERT_EQ(restamped.value().readings.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(restamped.value().readings[i].time_ms, unsynced.readings[i].time_ms + kHourMs);
+        EXPECT_EQ(restamped.value().readings[i].value, unsynced.readings[i].value);
+    }
+    auto restamped_alert = shared::decodeAlert(store->get(3)->payload);
+    ASSERT_TRUE(restamped_alert);
+    EXPECT_TRUE(restamped_alert.value().clock_synced);
+    EXPECT_EQ(restamped_alert.value().time_ms, unsynced_alert.time_ms + kHourMs);
+    auto untouched = shared::decodeBatch(store->get(4)->payload);
+    EXPECT_EQ(untouched.value().readings, synced.readings);
+    auto other_boot = shared::decodeBatch(store->get(1)->payload);
+    EXPECT_FALSE(other_boot.value().clock_synced);
+
+    // Nothing left to do the second time.
+    EXPECT_EQ(store->restamp().value().restamped, 0u);
+    std::uint64_t payload_bytes = 0;
+    for (const auto& m : store->pending(10)) payload_bytes += m.payload.size();
+    EXPECT_EQ(store->backlog().bytes, payload_bytes);
 }
 
 TEST_F(StoreTest, AcknowledgeDeletesOnlyWhatTheReceiptCovers) {

@@ -9,16 +9,21 @@
 //   crash or power loss. A failed call leaves nothing behind and consumes no sequence number.
 // - Deleted when: a row is deleted only (a) by acknowledge(), when a Receipt of the same epoch
 //   covers its seq (seq <= cumulative_seq or inside one of its ranges), or (b) by eviction, which
-//   is counted by reason. Sending (nextToSend) never deletes.
+//   is counted by reason. Reading for sending (scan, get) never deletes.
 // - Eviction order: oldest telemetry first; alerts only when no telemetry is left, oldest first.
 //   Reasons: store_full (payload bytes would exceed max_bytes), max_age (created wall time older
-//   than max_age), disk_full (SQLite reported SQLITE_FULL / SQLITE_IOERR on an insert).
+//   than max_age), disk_full (SQLite reported SQLITE_FULL / SQLITE_IOERR on an insert), oversize
+//   (the uplink cannot ever publish it: discardOversize).
 // - Sequences: (epoch, seq). seq grows by one per stored message, shared by both lanes, and is
 //   persisted in the meta table in the same transaction as the row, so it never repeats within
 //   an epoch, even after every row has been deleted. epoch is 1 for a new file and grows each time
 //   a corrupt file is replaced (see Store::open).
 // - Payloads are stored encoded (shared::encodeBatch / encodeAlert, gateway_id and sequence
-//   filled in), so resending is a read, never a re-encode.
+//   filled in), so resending is a read, never a re-encode. The one rewrite is restamp(): a
+//   message whose timestamps came from an unsynchronised clock (clock_synced false) remembers
+//   its boot and that boot's wall - monotonic offset; once the clock is synchronised, restamp()
+//   shifts its timestamps by the offset's change and marks it synchronised. Messages from an
+//   earlier boot cannot be corrected and keep clock_synced false, which the ingest flags.
 //
 // Threads: a Store is used from one thread (the agent's store thread); it is not thread-safe.
 // Metrics may be scraped from any thread.
@@ -61,7 +66,15 @@ struct StoreOptions {
     // Hard cap on the database file (PRAGMA max_page_count); 0 leaves it to the file system. Either
     // way a full disk takes the disk_full eviction path.
     std::uint64_t max_disk_bytes = 0;
+    // Identifies the current boot (a hash of /proc/sys/kernel/random/boot_id); 0: unknown, and
+    // messages stamped by an unsynchronised clock can then never be re-stamped.
+    std::uint64_t boot_id = 0;
     shared::EncodeOptions encode{};
+};
+
+struct RestampResult {
+    std::uint64_t restamped = 0;
+    std::uint64_t failed = 0;  // could not be decoded again; left as they were
 };
 
 enum class Lane : std::uint8_t { Alert = 0, Telemetry = 1 };
@@ -111,13 +124,25 @@ public:
     // Evicts messages older than max_age; call it periodically (storing does it too).
     shared::VoidResult enforceLimits();
 
-    // Up to max messages not yet handed out since the last releaseInFlight(): alerts first, then
-    // telemetry, each oldest first. Returned messages count as in flight until acknowledged.
-    std::vector<StoredMessage> nextToSend(std::size_t max);
-    // The uplink lost its session: everything unacknowledged is offered again by nextToSend.
-    void releaseInFlight();
-    // Same order as nextToSend, ignoring and not changing what is in flight.
+    // Up to max messages of one lane with after_seq < seq <= through_seq, oldest first: the
+    // uplink keeps its own cursors (live, backlog, in flight) and reads through this.
+    std::vector<StoredMessage> scan(Lane lane, std::uint64_t after_seq, std::uint64_t through_seq,
+                                    std::size_t max) const;
+    // Alerts, then telemetry, each oldest first.
     std::vector<StoredMessage> pending(std::size_t limit) const;
+
+    // Evicts one message that can never be published (larger than the broker accepts), counted
+    // as "oversize". Returns whether it was still stored.
+    shared::Result<bool> discardOversize(std::uint64_t seq);
+
+    // The next MQTT session number (persisted, grows by one per call): Status birth and death
+    // carry it so the cloud can tell a stale will from a newer birth.
+    shared::Result<std::uint64_t> nextSession();
+
+    // The clock is now synchronised: moves the timestamps of this boot's unsynchronised messages
+    // by (wall - monotonic now) - (wall - monotonic when stored), in one transaction.
+    shared::Result<RestampResult> restamp();
+    std::uint64_t unsyncedMessages() const;
 
     // Deletes every row the receipt covers; returns how many. A receipt for another epoch or
     // another gateway deletes nothing.
