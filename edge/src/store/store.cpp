@@ -300,8 +300,11 @@ struct Store::Impl {
              "SELECT seq, lane, wall_offset_ms, payload FROM messages WHERE unsynced_boot = ? "
              "ORDER BY seq"},
             {&update_restamped,
-             "UPDATE messages SET payload = ?, bytes = ?, unsynced_boot = NULL, "
-             "wall_offset_ms = NULL WHERE seq = ?"},
+             "UPDATE messages SET payload = ?, bytes = ?, created_ms = created_ms + ?, "
+             "unsynced_boot = NULL, wall_offset_ms = NULL WHERE seq = ?"},
+            {&release_other_boots,
+             "UPDATE messages SET created_ms = max(created_ms, ?), unsynced_boot = NULL, "
+             "wall_offset_ms = NULL WHERE unsynced_boot IS NOT NULL AND unsynced_boot != ?"},
             {&evict_oldest,
              "DELETE FROM messages WHERE seq = (SELECT seq FROM messages WHERE lane = ? "
              "ORDER BY seq LIMIT 1) RETURNING readings, bytes"},
@@ -561,7 +564,7 @@ struct Store::Impl {
 
     Statement begin, commit, rollback, set_last_seq, insert, evict_oldest, evict_expired,
         ack_cumulative, ack_range, select_lane, select_one, totals, next_session, discard_one,
-        select_unsynced, update_restamped;
+        select_unsynced, update_restamped, release_other_boots;
 
     std::array<shared::Counter*, 2> stored{};
     std::array<std::array<shared::Counter*, kEvictionReasons>, 2> evicted{};
@@ -774,8 +777,8 @@ Result<RestampResult> Store::restamp() {
     }
     std::int64_t byte_change = 0;
     for (const auto& row : rows) {
-        auto payload =
-            restampPayload(row.lane, row.payload, offset_now - row.offset, impl.options.encode);
+        const std::int64_t delta = offset_now - row.offset;
+        auto payload = restampPayload(row.lane, row.payload, delta, impl.options.encode);
         if (!payload) {
             // Left flagged as unsynchronised: the ingest still gets the readings, marked.
             result.failed += 1;
@@ -785,7 +788,8 @@ Result<RestampResult> Store::restamp() {
         const auto& bytes = payload.value();
         sqlite3_bind_blob(*use, 1, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
         sqlite3_bind_int64(*use, 2, static_cast<sqlite3_int64>(bytes.size()));
-        sqlite3_bind_int64(*use, 3, static_cast<sqlite3_int64>(row.seq));
+        sqlite3_bind_int64(*use, 3, delta);
+        sqlite3_bind_int64(*use, 4, static_cast<sqlite3_int64>(row.seq));
         rc = sqlite3_step(*use);
         if (rc != SQLITE_DONE) {
             impl.rollbackIfOpen();
@@ -794,6 +798,19 @@ Result<RestampResult> Store::restamp() {
         byte_change +=
             static_cast<std::int64_t>(bytes.size()) - static_cast<std::int64_t>(row.payload.size());
         result.restamped += 1;
+    }
+    {
+        // Another boot's offset is unknowable: those keep clock_synced false, and their age
+        // restarts now rather than from a 1970 timestamp that max_age would evict at once.
+        ScopedStatement use(impl.release_other_boots);
+        sqlite3_bind_int64(*use, 1, shared::toUnixMillis(impl.clock.wallNow()));
+        sqlite3_bind_int64(*use, 2, static_cast<sqlite3_int64>(impl.options.boot_id));
+        rc = sqlite3_step(*use);
+        result.unrecoverable = static_cast<std::uint64_t>(sqlite3_changes(impl.db.get()));
+    }
+    if (rc != SQLITE_DONE) {
+        impl.rollbackIfOpen();
+        return Error::retry("sqlite_error", describe(impl.db.get(), rc));
     }
     rc = impl.commitTx();
     if (rc != SQLITE_OK) return Error::retry("sqlite_error", describe(impl.db.get(), rc));

@@ -224,15 +224,17 @@ TEST_F(StoreTest, RestampShiftsThisBootsUnsyncedMessagesOnly) {
     EXPECT_EQ(store->unsyncedMessages(), 3u);
 
     // NTP steps the wall clock forward by an hour; monotonic time moves on by 5 s meanwhile.
+    constexpr std::int64_t kHourMs = 3'600'000;
     clock_.advance(5s);
     clock_.setWall(clock_.wallNow() + 1h);
     auto result = store->restamp();
     ASSERT_TRUE(result) << result.error().message();
     EXPECT_EQ(result.value().restamped, 2u);
     EXPECT_EQ(result.value().failed, 0u);
-    EXPECT_EQ(store->unsyncedMessages(), 1u);
+    EXPECT_EQ(result.value().unrecoverable, 1u);
+    EXPECT_EQ(store->unsyncedMessages(), 0u);
+    EXPECT_EQ(store->get(2)->created_ms, kStartMs + kHourMs);
 
-    constexpr std::int64_t kHourMs = 3'600'000;
     auto restamped = shared::decodeBatch(store->get(2)->payload);
     ASSERT_TRUE(restamped);
     EXPECT_TRUE(restamped.value().clock_synced);

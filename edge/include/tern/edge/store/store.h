@@ -74,7 +74,8 @@ struct StoreOptions {
 
 struct RestampResult {
     std::uint64_t restamped = 0;
-    std::uint64_t failed = 0;  // could not be decoded again; left as they were
+    std::uint64_t failed = 0;         // could not be decoded again; left as they were
+    std::uint64_t unrecoverable = 0;  // stamped in another boot: stay flagged unsynchronised
 };
 
 enum class Lane : std::uint8_t { Alert = 0, Telemetry = 1 };
@@ -139,8 +140,9 @@ public:
     // carry it so the cloud can tell a stale will from a newer birth.
     shared::Result<std::uint64_t> nextSession();
 
-    // The clock is now synchronised: moves the timestamps of this boot's unsynchronised messages
-    // by (wall - monotonic now) - (wall - monotonic when stored), in one transaction.
+    // The clock is now synchronised: moves the timestamps (and stored time) of this boot's
+    // unsynchronised messages by (wall - monotonic now) - (wall - monotonic when stored), in one
+    // transaction. The store's clock must be the one that stamped them (SyncAwareClock).
     shared::Result<RestampResult> restamp();
     std::uint64_t unsyncedMessages() const;
 
