@@ -18,7 +18,7 @@ int runMain(int argc, const char* const* argv) {
                                    "telemetry, and fans it out to sinks",
                                    "/etc/tern/ingest.toml"};
     return shared::runProgram<IngestConfig>(
-        info, argc, argv, configSchema(), [](const IngestConfig&) {
+        info, argc, argv, configSchema(), [](const IngestConfig&, const std::string&) {
             // Only configuration checking exists so far; say so rather than pretend to run.
             spdlog::error(
                 "this build has no ingest pipeline yet (it lands with issue 5); only "

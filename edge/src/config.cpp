@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <boost/asio/ip/address_v4.hpp>
 #include <map>
 #include <utility>
 
@@ -80,7 +81,27 @@ shared::ConfigTable<EdgeConfig> configSchema() {
         .tables(&EdgeConfig::sensors, sensorTable())
         .tables(&EdgeConfig::rules, ruleTable())
         .table(&EdgeConfig::batch, batchTable())
-        .table(&EdgeConfig::anomaly_context, anomalyContextTable());
+        .table(&EdgeConfig::anomaly_context, anomalyContextTable())
+        .table(&EdgeConfig::store, storeTable())
+        .table(&EdgeConfig::uplink, uplinkTable())
+        .table(&EdgeConfig::agent, agentTable());
+}
+
+shared::ConfigTable<AgentConfig> agentTable() {
+    using namespace std::chrono_literals;
+    return shared::ConfigTable<AgentConfig>("agent", "The tern-edge daemon around the pipeline")
+        .string("clock_sync", &AgentConfig::clock_sync, "adjtimex",
+                "How the agent learns that the wall clock is right: the kernel's NTP state "
+                "(adjtimex), or a fixed answer for boards with a trusted RTC (always) or tests "
+                "(never)",
+                {.one_of = {"adjtimex", "always", "never"}})
+        .string("status_listen", &AgentConfig::status_listen, "127.0.0.1:9464",
+                "address:port of the local /healthz and /metrics endpoint; empty disables it, "
+                "port 0 picks a free one (logged)")
+        .duration("shutdown_timeout", &AgentConfig::shutdown_timeout, 5s, {100ms, 5min},
+                  "On SIGTERM: time allowed to publish the death status and disconnect")
+        .duration("tick_interval", &AgentConfig::tick_interval, 250ms, {10ms, 10s},
+                  "How often batches are checked for max_age and sources for missing data");
 }
 
 shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::string& file) {
@@ -118,6 +139,12 @@ shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::str
     appendSourceErrors(
         SimulatedSource::validate(sensorBindings(config, "simulated", &SensorConfig::simulated)),
         file, errors);
+    for (auto& error : validateUplinkConfig(config.uplink, file)) errors.push_back(std::move(error));
+    if (!config.agent.status_listen.empty() && !parseListenAddress(config.agent.status_listen)) {
+        errors.push_back({file, 0, 0, "agent.status_listen",
+                          "\"" + config.agent.status_listen +
+                              "\" is not address:port (an IPv4 address and a port 0-65535)"});
+    }
     for (const auto& message : validateRules(config.rules))
         errors.push_back({file, 0, 0, "rule", message});
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
@@ -128,6 +155,24 @@ shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::str
         }
     }
     return errors;
+}
+
+std::optional<std::pair<std::string, std::uint16_t>> parseListenAddress(std::string_view text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+    const auto host = std::string(text.substr(0, colon));
+    const auto port_text = text.substr(colon + 1);
+    if (port_text.empty() || port_text.size() > 5) return std::nullopt;
+    unsigned port = 0;
+    for (char c : port_text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        port = port * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (port > 65535) return std::nullopt;
+    boost::system::error_code ec;
+    boost::asio::ip::make_address_v4(host, ec);
+    if (ec) return std::nullopt;
+    return std::pair{host, static_cast<std::uint16_t>(port)};
 }
 
 shared::SensorKind sensorKindOf(const SensorConfig& sensor) {

@@ -1,7 +1,6 @@
 #include "tern/edge/main.h"
 
-#include <spdlog/spdlog.h>
-
+#include "tern/edge/agent/agent.h"
 #include "tern/edge/config.h"
 #include "tern/shared/program.h"
 
@@ -14,14 +13,7 @@ int runMain(int argc, const char* const* argv) {
         "/etc/tern/edge.toml"};
     return shared::runProgram<EdgeConfig>(
         info, argc, argv, configSchema(),
-        [](const EdgeConfig&) {
-            // The pipeline exists (EdgeAssembly); the store and uplink that make it a daemon
-            // land with issue 4. Say so rather than pretend to run.
-            spdlog::error(
-                "this build has no store or uplink yet (issue 4); only --check-config, "
-                "--print-config-reference and --version work");
-            return 1;
-        },
+        [](const EdgeConfig& config, const std::string& path) { return runAgent(config, path); },
         validateEdgeConfig);
 }
 

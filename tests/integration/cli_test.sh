@@ -3,6 +3,8 @@
 # --help lists the options, an unknown option is a usage error.
 set -euo pipefail
 binary=$1 name=$2
+# What a minimal valid config needs besides [log] (tern-edge: its gateway id).
+required_toml=${3:-}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 version=$("$binary" --version)
@@ -35,7 +37,7 @@ grep -q "bad.toml:2:.*log.level" <<<"$errors" || fail "no error for log.level at
 grep -q "bad.toml:3:.*log.colour" <<<"$errors" || fail "no error for the unknown key log.colour: $errors"
 grep -q "bad.toml:5:.*nonsense" <<<"$errors" || fail "no error for the unknown table: $errors"
 
-printf '[log]\nlevel = "debug"\nformat = "json"\n' >"$work/good.toml"
+printf '[log]\nlevel = "debug"\nformat = "json"\n%b' "$required_toml" >"$work/good.toml"
 # Output is captured before grep reads it: grep -q stops at its first match, and a writer still
 # writing would die of SIGPIPE under pipefail.
 checked=$("$binary" --config "$work/good.toml" --check-config) || fail "a valid config was refused"

@@ -26,7 +26,10 @@ shared::ConfigTable<StoreConfig> storeTable() {
                   {shared::kMiB, 64 * shared::kGiB},
                   "Sum of stored payload bytes; beyond it the oldest telemetry is evicted")
         .duration("max_age", &StoreConfig::max_age, std::chrono::hours{24 * 7}, {1min, 8760h},
-                  "Messages older than this (by the wall time they were stored) are evicted");
+                  "Messages older than this (by the wall time they were stored) are evicted")
+        .byteSize("max_disk_bytes", &StoreConfig::max_disk_bytes, 0, {0, 64 * shared::kGiB},
+                  "Hard cap on the database file, SQLite's own overhead included; 0: the file "
+                  "system's free space. Reaching either evicts as disk_full");
 }
 
 namespace {

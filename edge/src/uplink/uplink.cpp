@@ -172,12 +172,17 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
             post([message](Impl& impl) { impl.onMessage(*message); });
         }
         void delivery_complete(mqtt::delivery_token_ptr) override {}
-        // The connect attempt's outcome; success is reported through connected() too.
+        // The connect attempt's outcome; success is reported through connected() too. Paho
+        // reports no more than a code: -1 covers refused TCP, a failed TLS handshake (a broker
+        // certificate not signed by ca_file, a client certificate the broker refuses) and
+        // timeouts alike, so the message names the usual suspects.
         void on_failure(const mqtt::token& token) override {
             const int code =
                 token.get_reason_code() != 0 ? token.get_reason_code() : token.get_return_code();
             post([code](Impl& impl) {
-                impl.onDisconnected("connect failed (code " + std::to_string(code) + ")");
+                impl.onDisconnected("connect failed (code " + std::to_string(code) +
+                                    "): broker unreachable, TLS handshake refused (ca_file, "
+                                    "certificate) or CONNACK refused");
             });
         }
         void on_success(const mqtt::token&) override {}
@@ -295,9 +300,6 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
                        .private_key(config.key_file)
                        .enable_server_cert_auth(true)
                        .verify(true)
-                       .error_handler([](const std::string& message) {
-                           spdlog::warn("uplink: TLS: {}", message);
-                       })
                        .finalize();
         auto options =
             mqtt::connect_options_builder()

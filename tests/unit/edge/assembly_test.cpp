@@ -79,7 +79,9 @@ constexpr std::int64_t kStartMs = 1'763'600'000'000;
 class AssemblyTest : public ::testing::Test {
 protected:
     EdgeConfig load(const std::string& text) {
-        auto config = shared::loadConfigString(text, "edge.toml", configSchema());
+        // The uplink's gateway id is the one key without a default.
+        auto config = shared::loadConfigString(text + "\n[uplink]\ngateway_id = \"gw-1\"\n",
+                                               "edge.toml", configSchema());
         EXPECT_TRUE(config) << (config ? "" : shared::formatConfigErrors(config.error()));
         return config.value();
     }

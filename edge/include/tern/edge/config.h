@@ -7,8 +7,13 @@
 //               [sensor.downsample] subtables
 //   [[rule]]    local anomaly rules (docs/edge-rules.md)
 //   [batch] [anomaly_context]                             the pipeline (docs/edge-pipeline.md)
+//   [store] [uplink] [agent]                              store-and-forward, MQTT, the daemon
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -20,6 +25,8 @@
 #include "tern/edge/sources/sensor_binding.h"
 #include "tern/edge/sources/simulated_source.h"
 #include "tern/edge/sources/sysfs_source.h"
+#include "tern/edge/store/store.h"
+#include "tern/edge/uplink/uplink.h"
 #include "tern/shared/config.h"
 #include "tern/shared/logging.h"
 
@@ -38,6 +45,16 @@ struct SensorConfig {
     DownsampleConfig downsample;
 };
 
+// [agent]: the daemon around the pipeline.
+struct AgentConfig {
+    std::string clock_sync = "adjtimex";  // adjtimex | always | never
+    std::string status_listen = "127.0.0.1:9464";  // "" disables; port 0 picks a free one
+    std::chrono::milliseconds shutdown_timeout{5000};
+    std::chrono::milliseconds tick_interval{250};
+};
+
+shared::ConfigTable<AgentConfig> agentTable();
+
 struct EdgeConfig {
     shared::LogConfig log;
     SysfsConfig sysfs;
@@ -47,6 +64,9 @@ struct EdgeConfig {
     std::vector<RuleConfig> rules;
     BatchConfig batch;
     AnomalyContextConfig anomaly_context;
+    StoreConfig store;
+    UplinkConfig uplink;
+    AgentConfig agent;
 };
 
 shared::ConfigTable<SensorConfig> sensorTable();
@@ -58,6 +78,9 @@ shared::ConfigTable<EdgeConfig> configSchema();
 shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::string& file);
 
 shared::SensorKind sensorKindOf(const SensorConfig& sensor);
+
+// "127.0.0.1:9464" -> (address, port); nullopt unless an IPv4 address and a port 0-65535.
+std::optional<std::pair<std::string, std::uint16_t>> parseListenAddress(std::string_view text);
 
 // The sensors read by one source, with their indexes and source-specific settings.
 template <class PerSensor>

@@ -41,13 +41,14 @@ struct ProgramInfo {
 
 // Runs a program whose configuration is bound by schema (its root table must hold the [log]
 // table as Config::log). A default config file that does not exist means "all defaults"; a file
-// named with --config must exist. run() gets the validated config once logging is set up.
+// named with --config must exist. run() gets the validated config and its path (to reload it)
+// once logging is set up.
 // validate, if given, checks what the tables cannot (names that must be unique, references
 // between tables); its errors are reported like the loader's.
 template <class Config>
 int runProgram(
     const ProgramInfo& info, int argc, const char* const* argv, const ConfigTable<Config>& schema,
-    const std::function<int(const Config&)>& run,
+    const std::function<int(const Config&, const std::string& config_path)>& run,
     const std::function<ConfigErrors(const Config&, const std::string& file)>& validate = {}) {
     CLI::App app{std::string(info.summary), std::string(info.name)};
     CommonOptions options{info.default_config_path};
@@ -90,7 +91,7 @@ int runProgram(
         std::cerr << info.name << ": " << logging.error().message() << '\n';
         return kConfigErrorExitStatus;
     }
-    return run(config.value());
+    return run(config.value(), options.config_path);
 }
 
 }  // namespace tern::shared

@@ -52,6 +52,7 @@ struct StoreConfig {
     std::string path = "/var/lib/tern/edge.db";
     std::uint64_t max_bytes = 256 * shared::kMiB;
     std::chrono::milliseconds max_age{std::chrono::hours{24 * 7}};
+    std::uint64_t max_disk_bytes = 0;
 };
 
 shared::ConfigTable<StoreConfig> storeTable();

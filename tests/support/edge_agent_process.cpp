@@ -1,0 +1,201 @@
+#include "edge_agent_process.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "process.h"
+
+namespace tern::test {
+
+namespace {
+
+std::string readAll(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+sockaddr_in loopbackAddress(std::uint16_t port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
+}  // namespace
+
+std::uint16_t freeTcpPort() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto address = loopbackAddress(0);
+    socklen_t length = sizeof(address);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        if (fd >= 0) ::close(fd);
+        throw std::runtime_error("no free port");
+    }
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std::string& path) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::nullopt;
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    auto address = loopbackAddress(port);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+        ::close(fd);
+        return std::nullopt;
+    }
+    const std::string request =
+        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+        ::close(fd);
+        return std::nullopt;
+    }
+    std::string response;
+    char buffer[8192];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) {
+        response.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
+    const auto space = response.find(' ');
+    const auto body = response.find("\r\n\r\n");
+    if (space == std::string::npos || body == std::string::npos) return std::nullopt;
+    return std::pair{std::stoi(response.substr(space + 1, 3)), response.substr(body + 4)};
+}
+
+EdgeAgentProcess::EdgeAgentProcess(MosquittoFixture& broker, EdgeAgentOptions options)
+    : broker_(broker),
+      options_(std::move(options)),
+      dir_("tern-edge-agent"),
+      config_(dir_.path() / "edge.toml"),
+      log_(dir_.path() / "edge.log"),
+      status_port_(freeTcpPort()) {
+    writeConfig();
+}
+
+EdgeAgentProcess::~EdgeAgentProcess() {
+    if (running()) kill();
+}
+
+void EdgeAgentProcess::writeConfig() { rewriteConfig(options_.extraToml); }
+
+void EdgeAgentProcess::rewriteConfig(const std::string& extraToml) {
+    const std::string cn =
+        options_.certificateCn.empty() ? options_.gatewayId : options_.certificateCn;
+    const auto ca = options_.caFile.value_or(broker_.caFile());
+    std::ostringstream toml;
+    toml << "[log]\nlevel = \"" << options_.logLevel << "\"\n\n";
+    for (int i = 0; i < options_.sensors; ++i) {
+        toml << "[[sensor]]\nname = \"s" << i << "\"\nunit = \"Cel\"\nkind = \"temperature\"\n"
+             << "source = \"simulated\"\ninterval = \"" << options_.sampleInterval.count()
+             << "ms\"\n[sensor.simulated]\nmodel = \"sine\"\nbase = 20.0\namplitude = 5.0\n"
+             << "period = \"1m\"\nnoise = 0.1\nresolution = 0.01\nseed = " << (i + 1) << "\n\n";
+    }
+    toml << "[batch]\nmax_age = \"" << options_.batchMaxAge.count() << "ms\"\n\n"
+         << "[store]\npath = \"" << storePath().string() << "\"\nmax_disk_bytes = \""
+         << options_.storeMaxDiskBytes << "\"\n\n"
+         << "[uplink]\nbroker = \"" << broker_.uri() << "\"\ngateway_id = \"" << options_.gatewayId
+         << "\"\nca_file = \"" << ca.string() << "\"\ncert_file = \""
+         << broker_.clientCert(cn).string() << "\"\nkey_file = \"" << broker_.clientKey(cn).string()
+         << "\"\nbacklog_rate = \"" << options_.backlogRate
+         << "\"\nreconnect_min = \"200ms\"\nreconnect_max = \"" << options_.reconnectMax
+         << "\"\nreceipt_timeout = \"" << options_.receiptTimeout
+         << "\"\nkeepalive = \"5s\"\nconnect_timeout = \"3s\"\n\n"
+         << "[agent]\nclock_sync = \"" << options_.clockSync
+         << "\"\nstatus_listen = \"127.0.0.1:" << status_port_ << "\"\n\n"
+         << extraToml << "\n";
+    std::ofstream(config_) << toml.str();
+}
+
+bool EdgeAgentProcess::start(bool waitUntilRunning) {
+    if (running()) throw std::logic_error("tern-edge already running");
+    {
+        std::ofstream(log_, std::ios::app) << "--- start\n";
+    }
+    const auto offset = log().size();
+    pid_ = spawnProcess({TERN_EDGE_BINARY, "--config", config_.string()}, log_);
+    if (!waitUntilRunning) return true;
+    // Until then its signal handlers may not be installed: a SIGTERM would kill it outright.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (log().find(" running: ", offset) != std::string::npos) return true;
+        if (waitForExit(pid_, std::chrono::milliseconds(20))) {
+            pid_ = -1;
+            return false;
+        }
+    }
+    return false;
+}
+
+void EdgeAgentProcess::signal(int number) {
+    if (running()) ::kill(pid_, number);
+}
+
+int EdgeAgentProcess::stop(std::chrono::milliseconds timeout) {
+    if (!running()) return -1;
+    ::kill(pid_, SIGTERM);
+    const auto status = waitForExit(pid_, timeout);
+    if (!status) {
+        kill();
+        return -1;
+    }
+    pid_ = -1;
+    if (WIFSIGNALED(*status)) return 128 + WTERMSIG(*status);
+    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+void EdgeAgentProcess::kill() {
+    if (!running()) return;
+    ::kill(pid_, SIGKILL);
+    waitForExit(pid_, std::chrono::seconds(10));
+    pid_ = -1;
+}
+
+std::optional<int> EdgeAgentProcess::waitExit(std::chrono::milliseconds timeout) {
+    if (!running()) return std::nullopt;
+    const auto status = waitForExit(pid_, timeout);
+    if (!status) return std::nullopt;
+    pid_ = -1;
+    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+std::string EdgeAgentProcess::log() const { return readAll(log_); }
+
+std::map<std::uint64_t, std::uint32_t> EdgeAgentProcess::storedTelemetry() const {
+    static const std::regex line(R"(stored telemetry epoch=(\d+) seq=(\d+) readings=(\d+))");
+    std::map<std::uint64_t, std::uint32_t> out;
+    const auto text = log();
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), line);
+         it != std::sregex_iterator(); ++it) {
+        out[std::stoull((*it)[2].str())] = static_cast<std::uint32_t>(std::stoul((*it)[3].str()));
+    }
+    return out;
+}
+
+bool EdgeAgentProcess::waitForLog(const std::string& text,
+                                  std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (log().find(text) != std::string::npos) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return log().find(text) != std::string::npos;
+}
+
+}  // namespace tern::test
