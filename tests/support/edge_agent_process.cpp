@@ -117,7 +117,8 @@ void EdgeAgentProcess::rewriteConfig(const std::string& extraToml) {
          << "\"\nreconnect_min = \"200ms\"\nreconnect_max = \"" << options_.reconnectMax
          << "\"\nreceipt_timeout = \"" << options_.receiptTimeout
          << "\"\nkeepalive = \"5s\"\nconnect_timeout = \"3s\"\n\n"
-         << "[agent]\nclock_sync = \"" << options_.clockSync
+         << "[agent]\ntick_interval = \"" << options_.tickInterval << "\"\nclock_sync = \""
+         << options_.clockSync
          << "\"\nstatus_listen = \"127.0.0.1:" << status_port_ << "\"\n\n"
          << extraToml << "\n";
     std::ofstream(config_) << toml.str();

@@ -32,6 +32,7 @@ struct EdgeAgentOptions {
     std::string receiptTimeout = "30s";
     std::string storeMaxDiskBytes = "0";
     std::string clockSync = "always";
+    std::string tickInterval = "100ms";
     std::string logLevel = "debug";
     std::optional<std::filesystem::path> caFile{};  // default: the broker's CA
     std::string extraToml{};                        // appended to the config

@@ -454,7 +454,8 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
                 } else {
                     range.first = found->sequence.seq + 1;
                 }
-                if (!found || inflight.contains(found->sequence.seq)) continue;
+                // Sent again even if in flight: the cloud says it never got it.
+                if (!found) continue;
                 return std::pair{std::move(*found), SendKind::Resend};
             }
             if (auto live = store.scan(Lane::Telemetry, live_cursor, kAll, 1); !live.empty()) {
