@@ -41,7 +41,8 @@ constexpr const char* kModes[] = {"raw", "aggregate", "deadband", "swinging-door
 // The config a fleet operator would write for 100 sensors: the seed's four kinds in turn, five
 // rules on each, a quarter of the sensors per downsampling mode.
 std::string benchConfig(bool with_rules, bool with_downsampling) {
-    std::string toml = "[batch]\nmax_readings = 1000\nmax_age = \"10s\"\n";
+    std::string toml =
+        "[uplink]\ngateway_id = \"gw-1\"\n[batch]\nmax_readings = 1000\nmax_age = \"10s\"\n";
     const char* kinds[] = {"temperature", "humidity", "vibration", "power"};
     for (int i = 0; i < kSensors; ++i) {
         toml += fmt::format(

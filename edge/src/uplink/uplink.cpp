@@ -94,9 +94,9 @@ std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::millisecon
     return std::chrono::milliseconds{pick(rng)};
 }
 
-RateLimiter::RateLimiter(std::uint64_t bytes_per_second, std::uint64_t max_message_bytes)
+RateLimiter::RateLimiter(std::uint64_t bytes_per_second)
     : rate_(bytes_per_second),
-      capacity_(static_cast<double>(std::max(bytes_per_second, max_message_bytes))),
+      capacity_(static_cast<double>(bytes_per_second)),
       tokens_(capacity_) {}
 
 std::chrono::milliseconds RateLimiter::tryTake(std::uint64_t bytes,
@@ -107,9 +107,11 @@ std::chrono::milliseconds RateLimiter::tryTake(std::uint64_t bytes,
         tokens_ = std::min(capacity_, tokens_ + elapsed * static_cast<double>(rate_));
     }
     last_ = now;
-    const auto need = static_cast<double>(bytes);
+    // A message larger than a second's worth waits for a full bucket and leaves it in debt, so
+    // the average holds whatever the message sizes.
+    const double need = std::min(static_cast<double>(bytes), capacity_);
     if (tokens_ >= need) {
-        tokens_ -= need;
+        tokens_ -= static_cast<double>(bytes);
         return 0ms;
     }
     const double wait_s = (need - tokens_) / static_cast<double>(rate_);
@@ -207,7 +209,7 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
           clock(c),
           topics(std::move(scheme)),
           callbacks(io_context),
-          limiter(config.backlog_rate, config.max_payload_bytes),
+          limiter(config.backlog_rate),
           reconnect_timer(io_context),
           backlog_timer(io_context),
           tick_timer(io_context),

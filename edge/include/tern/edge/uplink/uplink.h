@@ -65,10 +65,11 @@ shared::ConfigErrors validateUplinkConfig(const UplinkConfig& config, const std:
 std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::milliseconds min_delay,
                                        std::chrono::milliseconds max_delay, std::mt19937_64& rng);
 
-// A token bucket in bytes per second with one second of burst (at least one max-size message).
+// A token bucket in bytes per second with one second of burst. A message larger than the burst
+// goes when the bucket is full and leaves it in debt, so the long-run rate holds.
 class RateLimiter {
 public:
-    RateLimiter(std::uint64_t bytes_per_second, std::uint64_t max_message_bytes);
+    explicit RateLimiter(std::uint64_t bytes_per_second);
     // Takes `bytes` if available now; otherwise returns how long until they will be.
     std::chrono::milliseconds tryTake(std::uint64_t bytes,
                                       std::chrono::steady_clock::time_point now);
