@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -280,6 +281,52 @@ TEST_F(EdgeAgentTest, ATinyDiskEvictsOldestAndRaisesAnAlert) {
               std::string::npos);
     EXPECT_EQ(agent.stop(), 0);
     EXPECT_EQ(readStore(agent.storePath()).integrity, "ok");
+}
+
+TEST_F(EdgeAgentTest, ACorruptStoreIsMovedAsideWithANewEpochAndAnAlert) {
+    ReceiptSubscriber ingest(broker_);
+    EdgeAgentProcess agent(broker_, EdgeAgentOptions{.batchMaxAge = 200ms});
+    {
+        std::ofstream garbage(agent.storePath(), std::ios::binary);
+        for (int i = 0; i < 4096; ++i) garbage << "not a database ";
+    }
+    ASSERT_TRUE(agent.start()) << agent.log();
+    ASSERT_TRUE(ingest.waitFor(
+        [&] {
+            for (const auto& m : ingest.messages("gw-1")) {
+                if (m.alert() != nullptr && m.alert()->rule == "store.recovered") return true;
+            }
+            return false;
+        },
+        kTimeout))
+        << agent.log();
+    bool moved_aside = false;
+    for (const auto& entry : std::filesystem::directory_iterator(agent.dir())) {
+        moved_aside =
+            moved_aside || entry.path().filename().string().starts_with("edge.db.corrupt-");
+    }
+    EXPECT_TRUE(moved_aside);
+    // The new file's epoch is above 1 (from the wall clock), so its seqs never collide.
+    const auto messages = ingest.messages("gw-1");
+    ASSERT_FALSE(messages.empty());
+    EXPECT_GT(messages.front().sequence.epoch, 1u);
+    EXPECT_EQ(agent.stop(), 0);
+}
+
+TEST_F(EdgeAgentTest, ReadingsFromAnUnsynchronisedClockAreFlagged) {
+    ReceiptSubscriber ingest(broker_);
+    EdgeAgentProcess agent(broker_, EdgeAgentOptions{.batchMaxAge = 200ms, .clockSync = "never"});
+    ASSERT_TRUE(agent.start()) << agent.log();
+    ASSERT_TRUE(
+        ingest.waitFor([&] { return receivedTelemetry(ingest, "gw-1").size() >= 2; }, kTimeout));
+    for (const auto& m : ingest.messages("gw-1")) {
+        ASSERT_NE(m.batch(), nullptr);
+        EXPECT_FALSE(m.batch()->clock_synced) << "seq " << m.sequence.seq;
+    }
+    const auto birth = ingest.latestStatus("gw-1");
+    ASSERT_TRUE(birth);
+    EXPECT_FALSE(birth->clock_synced);
+    EXPECT_EQ(agent.stop(), 0);
 }
 
 // The broker dies for 60 s while the agent goes on reading 100 values a second.
