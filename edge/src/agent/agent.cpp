@@ -14,6 +14,7 @@
 #include <string>
 
 #include "tern/edge/agent/clock_sync.h"
+#include "tern/edge/agent/clock_watch.h"
 #include "tern/edge/agent/status_endpoint.h"
 #include "tern/edge/assembly.h"
 #include "tern/edge/sample.h"
@@ -200,13 +201,6 @@ int runAgent(const EdgeConfig& initial_config, const std::string& config_path) {
     auto sync_source = makeClockSyncSource(config.agent.clock_sync);
     SyncAwareClock clock(system_clock, sync_source->synced());
     shared::MetricsRegistry metrics;
-    auto& synced_gauge = metrics.gauge("tern_edge_clock_synced",
-                                       "1 once the kernel reports the wall clock synchronised");
-    auto& restamped_total = metrics.counter(
-        "tern_edge_clock_restamped_total",
-        "Stored messages whose timestamps were corrected when the clock synchronised");
-    synced_gauge.set(clock.synced() ? 1 : 0);
-
     StoreOptions store_options;
     store_options.max_bytes = config.store.max_bytes;
     store_options.max_age = config.store.max_age;
@@ -272,25 +266,10 @@ int runAgent(const EdgeConfig& initial_config, const std::string& config_path) {
             spdlog::error("store: enforcing limits: {}", done.error().message());
         }
     });
+    ClockSyncWatch clock_sync(
+        clock, *sync_source, *store, [&] { assembly.pipeline().flush(); }, metrics);
     Every clock_watch(io, 1s, [&] {
-        if (clock.synced() || !sync_source->synced()) return;
-        // Seal what was stamped with the unsynchronised clock before the clock changes, so
-        // that no batch mixes the two.
-        assembly.pipeline().flush();
-        clock.markSynced();
-        synced_gauge.set(1);
-        auto restamped = store->restamp();
-        if (!restamped) {
-            spdlog::error("clock synchronised, but re-stamping failed: {}",
-                          restamped.error().message());
-            return;
-        }
-        restamped_total.inc(restamped.value().restamped);
-        spdlog::info(
-            "clock synchronised: re-stamped {} stored messages; {} from an earlier boot stay "
-            "flagged unsynchronised; {} could not be re-encoded",
-            restamped.value().restamped, restamped.value().unrecoverable, restamped.value().failed);
-        uplink.value()->publishStatus();
+        if (clock_sync.check()) uplink.value()->publishStatus();
     });
     std::optional<Every> watchdog;
     if (auto period = shared::sdWatchdogPeriod()) {
