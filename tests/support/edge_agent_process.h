@@ -16,6 +16,7 @@
 #include <string>
 
 #include "mosquitto_fixture.h"
+#include "net.h"
 #include "temp_dir.h"
 
 namespace tern::test {
@@ -85,12 +86,5 @@ private:
     std::uint16_t status_port_ = 0;
     pid_t pid_ = -1;
 };
-
-// A free TCP port on 127.0.0.1 (bound and released; a race with other processes is possible but
-// harmless in tests, which retry on bind errors).
-std::uint16_t freeTcpPort();
-
-// GET http://127.0.0.1:port<path>: the status code and body, or nullopt if it cannot connect.
-std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std::string& path);
 
 }  // namespace tern::test

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "net.h"
 #include "process.h"
 
 #ifndef TERN_SOURCE_DIR
@@ -29,37 +30,6 @@ constexpr int kPortAttempts = 5;
 
 std::filesystem::path deployDir() {
     return std::filesystem::path(TERN_SOURCE_DIR) / "deploy" / "mosquitto";
-}
-
-sockaddr_in loopback(std::uint16_t port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-}
-
-// Asks the kernel for a free port. Another process may take it before mosquitto binds it; the
-// caller retries with a new port when that happens.
-std::uint16_t pickFreePort() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error("socket() failed");
-    sockaddr_in addr = loopback(0);
-    socklen_t len = sizeof(addr);
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    ::close(fd);
-    if (!ok) throw std::runtime_error("cannot find a free port");
-    return ntohs(addr.sin_port);
-}
-
-bool acceptsTcp(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    sockaddr_in addr = loopback(port);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    return ok;
 }
 
 std::string currentUser() {
@@ -103,7 +73,7 @@ MosquittoFixture::MosquittoFixture(MosquittoOptions options)
     for (const auto& cn : options_.clientCns) pki_.client(cn);
     std::filesystem::create_directories(dataDir_);
     for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
-        port_ = pickFreePort();
+        port_ = freeTcpPort();
         writeConfig();
         if (startOnce()) return;
     }
