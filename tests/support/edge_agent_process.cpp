@@ -60,7 +60,8 @@ void EdgeAgentProcess::rewriteConfig(const std::string& extraToml) {
          << "\"\nca_file = \"" << ca.string() << "\"\ncert_file = \""
          << broker_.clientCert(cn).string() << "\"\nkey_file = \"" << broker_.clientKey(cn).string()
          << "\"\nbacklog_rate = \"" << options_.backlogRate
-         << "\"\nreconnect_min = \"200ms\"\nreconnect_max = \"" << options_.reconnectMax
+         << "\"\ninflight_window = " << options_.inflightWindow
+         << "\nreconnect_min = \"200ms\"\nreconnect_max = \"" << options_.reconnectMax
          << "\"\nreceipt_timeout = \"" << options_.receiptTimeout
          << "\"\nkeepalive = \"5s\"\nconnect_timeout = \"3s\"\n\n"
          << "[agent]\ntick_interval = \"" << options_.tickInterval << "\"\nclock_sync = \""

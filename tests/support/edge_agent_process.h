@@ -29,6 +29,7 @@ struct EdgeAgentOptions {
     std::chrono::milliseconds sampleInterval{100};  // per sensor
     std::chrono::milliseconds batchMaxAge{1000};
     std::string backlogRate = "0";  // [uplink] backlog_rate
+    int inflightWindow = 16;        // [uplink] inflight_window
     std::string reconnectMax = "5s";
     std::string receiptTimeout = "30s";
     std::string storeMaxDiskBytes = "0";
@@ -51,6 +52,8 @@ public:
     // first or did not get there within 20 s.
     bool start(bool waitUntilRunning = true);
     bool running() const { return pid_ > 0; }
+    // The running agent's process id (for /proc), -1 when it is not running.
+    pid_t pid() const { return pid_; }
     // Sends a signal without waiting.
     void signal(int number);
     // SIGTERM and wait for exit (bounded); returns the exit status (128 + n if killed by signal
