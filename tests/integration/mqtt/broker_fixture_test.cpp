@@ -6,11 +6,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "mosquitto_fixture.h"
+#include "mqtt_test_client.h"
 #include "temp_dir.h"
 #include "test_pki.h"
 
@@ -21,92 +23,6 @@ using namespace std::chrono_literals;
 
 // Every wait in these tests is bounded by this; none sleeps for a fixed time.
 constexpr auto kTimeout = 5s;
-
-struct Credentials {
-    std::filesystem::path ca;
-    std::optional<TlsIdentity> identity;  // nullopt: connect without a client certificate
-};
-
-mqtt::connect_options connectOptions(const Credentials& creds) {
-    auto ssl = mqtt::ssl_options_builder()
-                   .trust_store(creds.ca.string())
-                   .enable_server_cert_auth(true)
-                   .verify(true)  // hostname check against the SAN (IP:127.0.0.1)
-                   .finalize();
-    if (creds.identity) {
-        ssl.set_key_store(creds.identity->cert.string());
-        ssl.set_private_key(creds.identity->key.string());
-    }
-    return mqtt::connect_options_builder()
-        .mqtt_version(MQTTVERSION_5)
-        .clean_start(true)
-        .connect_timeout(kTimeout)
-        .ssl(std::move(ssl))
-        .finalize();
-}
-
-// A connected MQTT 5 client whose incoming messages are queued for consume(). Disconnects (with
-// a bound) when destroyed.
-class Session {
-public:
-    Session(const std::string& uri, const std::string& clientId, const Credentials& creds)
-        : client_(uri, clientId, mqtt::create_options(MQTTVERSION_5)) {
-        client_.start_consuming();
-        if (!client_.connect(connectOptions(creds))->wait_for(kTimeout)) {
-            throw std::runtime_error("connect timed out for " + clientId);
-        }
-    }
-    ~Session() {
-        try {
-            if (client_.is_connected()) client_.disconnect()->wait_for(kTimeout);
-        } catch (const mqtt::exception&) {
-            // The broker may already be gone (kill()); nothing left to clean up.
-        }
-    }
-    Session(const Session&) = delete;
-    Session& operator=(const Session&) = delete;
-
-    mqtt::async_client& client() { return client_; }
-
-    // The reason code of a QoS 1 publish: from the PUBACK, or from the failure Paho reports for
-    // a PUBACK with an error code.
-    int publish(const std::string& topic, const std::string& payload, bool retained = false) {
-        try {
-            auto token = client_.publish(topic, payload.data(), payload.size(), 1, retained);
-            if (!token->wait_for(kTimeout)) return -1;
-            return token->get_reason_code();
-        } catch (const mqtt::exception& e) {
-            return e.get_reason_code();
-        }
-    }
-
-    // The SUBACK reason code for one topic filter.
-    int subscribe(const std::string& filter) {
-        try {
-            auto token = client_.subscribe(filter, 1);
-            if (!token->wait_for(kTimeout)) return -1;
-            const auto codes = token->get_subscribe_response().get_reason_codes();
-            return codes.empty() ? -1 : codes.front();
-        } catch (const mqtt::exception& e) {
-            return e.get_reason_code();
-        }
-    }
-
-    // The next message, or nullptr after `timeout`.
-    mqtt::const_message_ptr consume(std::chrono::milliseconds timeout) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            const auto left = deadline - std::chrono::steady_clock::now();
-            if (left <= 0s) return nullptr;
-            mqtt::const_message_ptr msg;
-            // A null message is Paho's "connection lost" marker; keep waiting until the deadline.
-            if (client_.try_consume_message_for(&msg, left) && msg) return msg;
-        }
-    }
-
-private:
-    mqtt::async_client client_;
-};
 
 class BrokerFixtureTest : public ::testing::Test {
 protected:
@@ -119,13 +35,9 @@ protected:
         if (HasFailure() && broker_) std::cerr << "broker log:\n" << broker_->log() << "\n";
     }
 
-    Credentials creds(const std::string& cn) {
-        return {broker_->caFile(), TlsIdentity{broker_->clientCert(cn), broker_->clientKey(cn)}};
-    }
-
-    std::unique_ptr<Session> connect(const std::string& cn, const std::string& clientId = "") {
-        return std::make_unique<Session>(broker_->uri(), clientId.empty() ? cn : clientId,
-                                         creds(cn));
+    std::unique_ptr<MqttTestClient> connect(const std::string& cn,
+                                            const std::string& clientId = "") {
+        return std::make_unique<MqttTestClient>(*broker_, cn, clientId);
     }
 
     std::unique_ptr<MosquittoFixture> broker_;
@@ -197,15 +109,15 @@ TEST_F(BrokerFixtureTest, IngestCannotPublishTelemetry) {
 }
 
 TEST_F(BrokerFixtureTest, ClientWithoutCertificateIsRejected) {
-    const Credentials noCert{broker_->caFile(), std::nullopt};
-    EXPECT_THROW(Session(broker_->uri(), "gw-a", noCert), std::exception);
+    EXPECT_THROW(MqttTestClient(broker_->uri(), "gw-a", broker_->caFile(), std::nullopt),
+                 std::exception);
 }
 
 TEST_F(BrokerFixtureTest, ClientCertificateFromAnotherCaIsRejected) {
     TempDir otherDir("tern-other-pki");
     TestPki other(otherDir.path(), "Rogue CA");
-    const Credentials rogue{broker_->caFile(), other.client("gw-a")};
-    EXPECT_THROW(Session(broker_->uri(), "gw-a", rogue), std::exception);
+    EXPECT_THROW(MqttTestClient(broker_->uri(), "gw-a", broker_->caFile(), other.client("gw-a")),
+                 std::exception);
 }
 
 TEST_F(BrokerFixtureTest, RetainedStatusSurvivesBrokerCrash) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mosquitto_fixture.h"
+#include "mqtt_test_client.h"
 #include "tern/shared/codec.h"
 #include "tern/shared/messages.h"
 
@@ -95,75 +96,15 @@ std::string topicOf(const std::string& gateway, const std::string& kind) {
     return "tern/v1/gw/" + gateway + "/" + kind;
 }
 
-// A hand-driven gateway: an MQTT 5 client with the gateway's certificate whose incoming messages
-// are queued for consume().
-class GatewayClient {
+// A hand-driven gateway: an MQTT 5 client with the gateway's certificate, plus the gateway's
+// topics and receipts.
+class GatewayClient : public MqttTestClient {
 public:
     GatewayClient(MosquittoFixture& broker, const std::string& id)
-        : id_(id), client_(broker.uri(), id, mqtt::create_options(MQTTVERSION_5)) {
-        auto ssl = mqtt::ssl_options_builder()
-                       .trust_store(broker.caFile().string())
-                       .key_store(broker.clientCert(id).string())
-                       .private_key(broker.clientKey(id).string())
-                       .enable_server_cert_auth(true)
-                       .verify(true)
-                       .finalize();
-        client_.start_consuming();
-        const auto options = mqtt::connect_options_builder()
-                                 .mqtt_version(MQTTVERSION_5)
-                                 .clean_start(true)
-                                 .connect_timeout(kTimeout)
-                                 .ssl(std::move(ssl))
-                                 .finalize();
-        if (!client_.connect(options)->wait_for(kTimeout)) {
-            throw std::runtime_error("connect timed out for " + id);
-        }
-    }
-    ~GatewayClient() {
-        try {
-            if (client_.is_connected()) client_.disconnect()->wait_for(kTimeout);
-        } catch (const mqtt::exception&) {
-            // The broker may be gone (kill()); nothing left to close.
-        }
-    }
-    GatewayClient(const GatewayClient&) = delete;
-    GatewayClient& operator=(const GatewayClient&) = delete;
+        : MqttTestClient(broker, id), id_(id) {}
 
-    // The reason code of a QoS 1 publish (PUBACK, or the failure Paho reports for one).
-    int publish(const std::string& topic, const shared::Bytes& payload, bool retained = false) {
-        try {
-            auto token = client_.publish(topic, payload.data(), payload.size(), 1, retained);
-            if (!token->wait_for(kTimeout)) return -1;
-            return token->get_reason_code();
-        } catch (const mqtt::exception& e) {
-            return e.get_reason_code();
-        }
-    }
     int publishTelemetry(const shared::Bytes& payload) {
         return publish(topicOf(id_, "telemetry"), payload);
-    }
-
-    int subscribe(const std::string& filter) {
-        try {
-            auto token = client_.subscribe(filter, 1);
-            if (!token->wait_for(kTimeout)) return -1;
-            const auto codes = token->get_subscribe_response().get_reason_codes();
-            return codes.empty() ? -1 : codes.front();
-        } catch (const mqtt::exception& e) {
-            return e.get_reason_code();
-        }
-    }
-
-    // The next message, or nullptr after `timeout`.
-    mqtt::const_message_ptr consume(std::chrono::milliseconds timeout) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            const auto left = deadline - std::chrono::steady_clock::now();
-            if (left <= 0s) return nullptr;
-            mqtt::const_message_ptr msg;
-            // A null message is Paho's "connection lost" marker; keep waiting until the deadline.
-            if (client_.try_consume_message_for(&msg, left) && msg) return msg;
-        }
     }
 
     // Consumes receipts until one satisfies `done` (returned) or kTimeout passes (nullopt). Every
@@ -195,7 +136,6 @@ public:
 
 private:
     std::string id_;
-    mqtt::async_client client_;
 };
 
 std::function<bool(const Receipt&)> receiptIs(std::uint64_t cumulative,
