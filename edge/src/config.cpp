@@ -139,7 +139,8 @@ shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::str
     appendSourceErrors(
         SimulatedSource::validate(sensorBindings(config, "simulated", &SensorConfig::simulated)),
         file, errors);
-    for (auto& error : validateUplinkConfig(config.uplink, file)) errors.push_back(std::move(error));
+    for (auto& error : validateUplinkConfig(config.uplink, file))
+        errors.push_back(std::move(error));
     if (!config.agent.status_listen.empty() && !parseListenAddress(config.agent.status_listen)) {
         errors.push_back({file, 0, 0, "agent.status_listen",
                           "\"" + config.agent.status_listen +

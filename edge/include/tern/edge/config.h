@@ -12,9 +12,9 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
-#include <string>
 #include <vector>
 
 #include "tern/edge/downsample/downsample.h"
@@ -47,7 +47,7 @@ struct SensorConfig {
 
 // [agent]: the daemon around the pipeline.
 struct AgentConfig {
-    std::string clock_sync = "adjtimex";  // adjtimex | always | never
+    std::string clock_sync = "adjtimex";           // adjtimex | always | never
     std::string status_listen = "127.0.0.1:9464";  // "" disables; port 0 picks a free one
     std::chrono::milliseconds shutdown_timeout{5000};
     std::chrono::milliseconds tick_interval{250};
