@@ -75,7 +75,7 @@ public:
         } else {
             spdlog::error("store: dropped a batch of {} readings: {}", batch.readings.size(),
                           stored.error().message());
-            store_.onBatch(batch);  // counts the loss as store_failed, as the sink contract says
+            store_.countFailed(static_cast<std::uint32_t>(batch.readings.size()));
         }
         afterStore(before, stored ? std::string() : stored.error().code);
     }
@@ -90,6 +90,7 @@ public:
                           stored.value().seq, alert.rule);
         } else {
             spdlog::error("store: dropped alert {}: {}", alert.rule, stored.error().message());
+            store_.countFailed(0);
         }
         afterStore(before, stored ? std::string() : stored.error().code);
     }

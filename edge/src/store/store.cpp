@@ -667,6 +667,8 @@ void Store::onAlert(const shared::Alert& alert) {
     if (!storeAlert(alert)) impl_->recordFailure(0);
 }
 
+void Store::countFailed(std::uint32_t readings) { impl_->recordFailure(readings); }
+
 shared::VoidResult Store::enforceLimits() { return impl_->evictExpired(); }
 
 std::vector<StoredMessage> Store::scan(Lane lane, std::uint64_t after_seq,

@@ -525,6 +525,11 @@ TEST_F(StoreTest, SinkAdaptersStoreAndCountFailures) {
     EXPECT_EQ(seqs(store->pending(10)), (std::vector<std::uint64_t>{2, 1}));
     EXPECT_EQ(drop(*store, "store_failed").batches, 1u);
     EXPECT_EQ(drop(*store, "store_failed").readings, 1000u);
+    // A caller that stores through storeBatch counts its own give-ups the same way.
+    store->countFailed(7);
+    EXPECT_EQ(drop(*store, "store_failed").batches, 2u);
+    EXPECT_EQ(drop(*store, "store_failed").readings, 1007u);
+    EXPECT_EQ(store->pending(10).size(), 2u);
 }
 
 TEST_F(StoreTest, ConfigTableHasDefaultsAndRejectsUnknownKeys) {

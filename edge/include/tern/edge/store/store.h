@@ -122,6 +122,9 @@ public:
 
     void onBatch(const shared::TelemetryBatch& batch) override;
     void onAlert(const shared::Alert& alert) override;
+    // A message the caller gave up storing (after storeBatch/storeAlert failed): counted as
+    // "store_failed" in dropCounters(), like the sink adapters do.
+    void countFailed(std::uint32_t readings);
 
     // Evicts messages older than max_age; call it periodically (storing does it too).
     shared::VoidResult enforceLimits();
