@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "tern/shared/sqlite.h"
+
 namespace tern::ingest {
 
 using shared::Error;
@@ -42,31 +44,9 @@ shared::ConfigTable<SpoolConfig> spoolTable() {
 
 namespace {
 
-struct DbCloser {
-    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-
-struct StatementFinalizer {
-    void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Statement = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
-
-// Resets a reused statement however the scope is left, so it never holds a read open.
-class ScopedStatement {
-public:
-    explicit ScopedStatement(const Statement& stmt) : stmt_(stmt.get()) {}
-    ~ScopedStatement() {
-        sqlite3_reset(stmt_);
-        sqlite3_clear_bindings(stmt_);
-    }
-    ScopedStatement(const ScopedStatement&) = delete;
-    ScopedStatement& operator=(const ScopedStatement&) = delete;
-    sqlite3_stmt* operator*() const { return stmt_; }
-
-private:
-    sqlite3_stmt* stmt_;
-};
+using Db = shared::SqliteDb;
+using Statement = shared::SqliteStatement;
+using shared::ScopedStatement;
 
 std::string describe(sqlite3* db, int rc) {
     std::string text = sqlite3_errstr(rc);
