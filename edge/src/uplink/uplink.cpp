@@ -143,6 +143,8 @@ namespace {
 
 enum class SendKind : std::size_t { Alert = 0, Resend = 1, Live = 2, Backlog = 3 };
 constexpr std::array<std::string_view, 4> kSendKindNames = {"alert", "resend", "live", "backlog"};
+constexpr std::array<std::string_view, 5> kCommandResultNames = {"accepted", "done", "rejected",
+                                                                 "failed", "expired"};
 
 bool covers(const shared::Receipt& receipt, std::uint64_t seq) {
     if (seq <= receipt.cumulative_seq) return true;
@@ -214,7 +216,8 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
           backlog_timer(io_context),
           tick_timer(io_context),
           status_timer(io_context),
-          rng(std::random_device{}()) {
+          rng(std::random_device{}()),
+          metrics_registry(metrics) {
         connected_gauge =
             &metrics.gauge("tern_edge_uplink_connected", "1 while the MQTT session is up, else 0");
         inflight_gauge = &metrics.gauge("tern_edge_uplink_inflight_messages",
@@ -354,13 +357,8 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void onDisconnected(const std::string& why) {
-        if (up) {
-            disconnects->inc();
-            spdlog::warn("uplink: {}", why);
-        } else {
-            connect_failures->inc();
-            spdlog::warn("uplink: {}", why);
-        }
+        (up ? disconnects : connect_failures)->inc();
+        spdlog::warn("uplink: {}", why);
         up = false;
         connected_gauge->set(0);
         backlog_timer.cancel();
@@ -573,7 +571,18 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void ack(const shared::Command& command, shared::CommandResult result, std::string detail) {
-        commands_by_result[{command.name, result}] += 1;
+        // Names come from the network: only the known ones become label values.
+        const std::string name =
+            command.name == "rebirth" || command.name == "resend" ? command.name : "other";
+        auto& counter = commands[{name, result}];
+        if (counter == nullptr) {
+            counter = &metrics_registry.counter(
+                "tern_edge_uplink_commands_total", "Commands answered, by name and result",
+                {{"name", name},
+                 {"result",
+                  std::string(kCommandResultNames.at(static_cast<std::size_t>(result)))}});
+        }
+        counter->inc();
         if (!up) return;
         shared::CommandAck out;
         out.gateway_id = config.gateway_id;
@@ -689,7 +698,8 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
     std::uint64_t live_cursor = 0;
     std::uint64_t backlog_cursor = 0;
     std::deque<shared::SeqRange> resend;
-    std::map<std::pair<std::string, shared::CommandResult>, std::uint64_t> commands_by_result;
+    shared::MetricsRegistry& metrics_registry;
+    std::map<std::pair<std::string, shared::CommandResult>, shared::Counter*> commands;
 
     std::uint64_t published_count = 0;
     std::uint64_t receipt_count = 0;

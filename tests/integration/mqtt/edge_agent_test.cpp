@@ -238,6 +238,15 @@ TEST_F(EdgeAgentTest, AnswersRebirthAndResendCommands) {
             return false;
         },
         kTimeout));
+    const auto metrics = httpGet(agent.statusPort(), "/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_NE(
+        metrics->second.find("tern_edge_uplink_commands_total{name=\"rebirth\",result=\"done\"} 1"),
+        std::string::npos)
+        << metrics->second;
+    EXPECT_NE(metrics->second.find(
+                  "tern_edge_uplink_commands_total{name=\"other\",result=\"rejected\"} 1"),
+              std::string::npos);
 }
 
 TEST_F(EdgeAgentTest, SighupReloadsRulesAndKeepsRunning) {
