@@ -158,24 +158,6 @@ shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::str
     return errors;
 }
 
-std::optional<std::pair<std::string, std::uint16_t>> parseListenAddress(std::string_view text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
-    const auto host = std::string(text.substr(0, colon));
-    const auto port_text = text.substr(colon + 1);
-    if (port_text.empty() || port_text.size() > 5) return std::nullopt;
-    unsigned port = 0;
-    for (char c : port_text) {
-        if (c < '0' || c > '9') return std::nullopt;
-        port = port * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (port > 65535) return std::nullopt;
-    boost::system::error_code ec;
-    boost::asio::ip::make_address_v4(host, ec);
-    if (ec) return std::nullopt;
-    return std::pair{host, static_cast<std::uint16_t>(port)};
-}
-
 shared::SensorKind sensorKindOf(const SensorConfig& sensor) {
     for (const auto& [name, kind] : kSensorKinds) {
         if (name == sensor.kind) return kind;

@@ -72,6 +72,8 @@ public:
     std::uint16_t statusPort() const { return status_port_; }
     // Rewrites the config file (for SIGHUP tests): the same settings plus extra TOML.
     void rewriteConfig(const std::string& extraToml);
+    // Changes the settings for the next start (the store stays): call rewriteConfig() after.
+    EdgeAgentOptions& options() { return options_; }
 
     // seq -> readings of every "stored telemetry" line logged so far, across restarts.
     std::map<std::uint64_t, std::uint32_t> storedTelemetry() const;

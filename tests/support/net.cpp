@@ -29,7 +29,9 @@ std::uint16_t freeTcpPort() {
     return ntohs(address.sin_port);
 }
 
-std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std::string& path) {
+std::optional<std::pair<int, std::string>> httpRequest(
+    std::uint16_t port, const std::string& method, const std::string& path, const std::string& body,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return std::nullopt;
     timeval timeout{5, 0};
@@ -39,8 +41,13 @@ std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std
         ::close(fd);
         return std::nullopt;
     }
-    const std::string request =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    std::string request =
+        method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
+    if (!body.empty() || method == "POST") {
+        request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    request += "\r\n" + body;
     if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
         static_cast<ssize_t>(request.size())) {
         ::close(fd);
@@ -55,9 +62,13 @@ std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std
     ::close(fd);
     // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody"
     const auto space = response.find(' ');
-    const auto body = response.find("\r\n\r\n");
-    if (space == std::string::npos || body == std::string::npos) return std::nullopt;
-    return std::pair{std::stoi(response.substr(space + 1, 3)), response.substr(body + 4)};
+    const auto body_start = response.find("\r\n\r\n");
+    if (space == std::string::npos || body_start == std::string::npos) return std::nullopt;
+    return std::pair{std::stoi(response.substr(space + 1, 3)), response.substr(body_start + 4)};
+}
+
+std::optional<std::pair<int, std::string>> httpGet(std::uint16_t port, const std::string& path) {
+    return httpRequest(port, "GET", path);
 }
 
 bool acceptsTcp(std::uint16_t port) {

@@ -10,13 +10,21 @@
 // until its keep-alive expires and the broker publishes the will; last_seen_ms shows how quiet.
 // A retained Status delivered on subscribe is applied like a live one, so a restarted ingest
 // knows the fleet at once; a Status older (by session, then sent_at_ms) than the one held is
-// ignored, so a late retained copy never overrides a newer live one.
+// ignored, so a late retained copy never overrides a newer live one. One exception within a
+// session: the will (a Death) is encoded when the gateway connects, so its sent_at_ms is older
+// than the session's Birth and Updates; a Death ends its session whatever its sent_at_ms, and a
+// Birth or Update of a session that has ended is ignored. Such an older Death takes the gateway
+// offline but does not replace the backlog, drops and firmware of the newer Status held.
+//
+// Clock skew is taken from live Births and Updates only: a retained one may be hours old, and a
+// will's sent_at_ms is its session's start, not its publication.
 //
 // In memory; rebuilt from the retained statuses after a restart (the received counters restart
 // from zero).
 //
 // Threads: every member may be called from any thread (one mutex).
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -36,12 +44,14 @@ struct GatewayView {
     bool has_status = false;  // false: known only from telemetry so far
     shared::StatusKind last_status = shared::StatusKind::Birth;
     std::int64_t last_status_ms = 0;  // receive time of the last Status applied
-    std::int64_t last_seen_ms = 0;    // receive time of anything from it
+    // Receive time of the newest message from it; a retained Status does not count (the broker
+    // replays it on subscribing, however long the gateway has been silent). 0: not yet.
+    std::int64_t last_seen_ms = 0;
     std::uint64_t session = 0;
     std::uint64_t epoch = 0;
     std::string firmware_version;
     bool clock_synced = false;
-    std::optional<std::int64_t> clock_skew_ms;  // from the last live Status
+    std::optional<std::int64_t> clock_skew_ms;  // from the last live Birth or Update
     std::vector<shared::SensorInfo> sensors;    // from the last Birth
     std::uint64_t backlog_batches = 0;
     std::uint64_t backlog_bytes = 0;
@@ -77,10 +87,18 @@ public:
     std::optional<GatewayView> get(std::string_view gateway_id) const;
 
 private:
+    struct Gateway {
+        GatewayView view;
+        // sent_at_ms of the newest Status applied, which orders statuses of one session.
+        std::int64_t status_sent_at_ms = 0;
+    };
+
+    Gateway& gateway(std::string_view gateway_id);  // under mutex_; created on first sight
     void updateGauges();  // under mutex_: tern_ingest_gateways{state="online"|"offline"}
 
     mutable std::mutex mutex_;
-    std::map<std::string, GatewayView, std::less<>> gateways_;
+    std::map<std::string, Gateway, std::less<>> gateways_;
+    std::size_t online_count_ = 0;  // gateways_ with view.online, kept so gauges cost O(1)
     shared::Gauge* online_;
     shared::Gauge* offline_;
 };

@@ -35,7 +35,7 @@ namespace tern::ingest {
 
 // [quarantine] in the ingest's config.
 struct QuarantineConfig {
-    std::uint64_t max_entries = 10'000;
+    std::int64_t max_entries = 10'000;  // a config integer, as every table's
     std::uint64_t max_bytes = 64 * shared::kMiB;
     std::uint64_t max_payload_bytes_kept = 4 * shared::kKiB;
 };

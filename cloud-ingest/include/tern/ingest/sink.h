@@ -17,7 +17,10 @@
 //   for it). The worker counts it as failed, logs it, and moves on: retrying would block every
 //   record behind it forever.
 // - A worker never calls deliver() again before the previous `done` has run, so a sink sees at
-//   most one call at a time and needs no locking of its own for deliver().
+//   most one call at a time and needs no locking of its own for deliver(). The one exception is
+//   a call that outlives SinkWorkerOptions::delivery_timeout: the worker then counts its records
+//   as Retry, sends them again and ignores the late `done`, so a sink whose calls can hang past
+//   the timeout must cope with a second call while the first is still running.
 
 #include <functional>
 #include <string>

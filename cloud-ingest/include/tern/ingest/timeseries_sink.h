@@ -1,14 +1,16 @@
 #pragma once
 
 // The embedded time-series store as a Sink: decodes each spooled telemetry batch and alert
-// again (the spool keeps payloads as received) and writes them to the TimeseriesStore in one
-// transaction per deliver(), then syncs before answering Delivered (see the store's "Durable
-// when": the spool may forget a record only once it is on disk here).
+// again (the spool keeps payloads as received) and writes them to the TimeseriesStore: every
+// batch of one deliver() in one transaction (writeMany), then each alert in one of its own, then
+// one sync() before answering Delivered (see the store's "Durable when": the spool may forget a
+// record only once it is on disk here). deliver() answers before it returns.
 //
 // Outcomes: a payload that no longer decodes is Rejected (the verifier decoded it once, so this
-// means the spool or the codec changed under it); "sqlite_error" and "disk_full" make the whole
-// call Retry. Readings the store refuses by value (expired, far future, non-finite) are still
-// Delivered: the store counts them, and retrying would not change its mind.
+// means the spool or the codec changed under it); "sqlite_error" and "disk_full" make every
+// record not Rejected Retry (what was committed before the error is stored again harmlessly:
+// the store is idempotent). Readings the store refuses by value (expired, far future, non-finite)
+// are still Delivered: the store counts them, and retrying would not change its mind.
 //
 // Sensor tables arrive with Status births, which the spool does not carry: setSensors() may be
 // called from any thread and is applied on the worker's thread at the next deliver() or tick(),
@@ -16,18 +18,23 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tern/ingest/sink.h"
 #include "tern/ingest/timeseries_store.h"
+#include "tern/shared/clock.h"
 
 namespace tern::ingest {
 
 class TimeseriesSink final : public Sink {
 public:
-    // name: the cursor and metrics name, "tsdb" by default in the daemon.
-    TimeseriesSink(std::string name, std::unique_ptr<TimeseriesStore> store);
+    // name: the cursor and metrics name, "tsdb" by default in the daemon. clock: the store's, so
+    // that retention runs on the same idea of time (it must outlive the sink).
+    TimeseriesSink(std::string name, std::unique_ptr<TimeseriesStore> store,
+                   const shared::Clock& clock);
 
     const std::string& name() const override { return name_; }
     void deliver(std::vector<SpoolRecord> records, SinkCompletion done) override;
@@ -43,9 +50,12 @@ private:
 
     std::string name_;
     std::unique_ptr<TimeseriesStore> store_;
+    const shared::Clock& clock_;
     std::mutex pending_mutex_;
+    // At most one entry per gateway: a newer birth replaces one not applied yet.
     std::vector<std::pair<std::string, std::vector<shared::SensorInfo>>> pending_sensors_;
-    std::int64_t last_retention_ms_ = 0;
+    // Monotonic, so a wall clock step neither skips retention nor runs it in a loop.
+    std::optional<shared::Clock::MonoTime> last_retention_;
 };
 
 }  // namespace tern::ingest

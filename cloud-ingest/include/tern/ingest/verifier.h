@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,7 +42,8 @@ enum class TimestampPolicy : std::uint8_t {
     Reject,
     // Readings, aggregates and alert times outside the window are moved to its nearest edge and
     // marked quality TimeUncertain (alerts: clock_synced=false); the message is re-encoded and
-    // counted in tern_ingest_timestamps_clamped_total. Nothing is rejected for time.
+    // counted in tern_ingest_timestamps_clamped_total. Nothing is rejected for the window (a
+    // time outside 1970..9999 is invalid on the wire and rejected by the codec either way).
     Clamp,
 };
 
@@ -50,14 +52,20 @@ struct VerifyConfig {
     std::string topic_prefix = "tern/v1";
     // As the broker's message_size_limit; larger payloads are rejected as "oversize".
     std::uint64_t max_message_bytes = 256 * shared::kKiB;
-    std::uint64_t max_readings = 100'000;
+    // A config integer (as every table's); at most 100,000, the most any Tern encoder writes.
+    std::int64_t max_readings = 100'000;
     // The window is [received - max_past, received + max_future]. max_past is long because
     // store-and-forward makes late data normal: a gateway offline for weeks sends weeks-old
     // readings.
     std::chrono::milliseconds max_past{std::chrono::hours{24 * 365}};
     std::chrono::milliseconds max_future{std::chrono::minutes{10}};
-    TimestampPolicy timestamp_policy = TimestampPolicy::Reject;
+    // "reject" or "clamp" (TimestampPolicy); a string, as config enums are, and checked by
+    // Verifier::create.
+    std::string timestamp_policy = "reject";
 };
+
+// "reject" -> Reject, "clamp" -> Clamp; nullopt for anything else.
+std::optional<TimestampPolicy> parseTimestampPolicy(std::string_view name);
 
 shared::ConfigTable<VerifyConfig> verifyTable();
 
@@ -92,8 +100,8 @@ struct VerifiedCommandAck {
     std::int64_t received_ms = 0;
 };
 
-using Verified = std::variant<VerifiedTelemetry, VerifiedAlert, VerifiedStatus,
-                              VerifiedCommandAck, Rejection>;
+using Verified =
+    std::variant<VerifiedTelemetry, VerifiedAlert, VerifiedStatus, VerifiedCommandAck, Rejection>;
 
 class Verifier {
 public:
@@ -109,10 +117,29 @@ public:
     const shared::TopicScheme& topics() const { return topics_; }
 
 private:
-    Verifier(VerifyConfig config, shared::TopicScheme topics, shared::MetricsRegistry& metrics);
+    Verifier(VerifyConfig config, TimestampPolicy policy, shared::TopicScheme topics,
+             shared::MetricsRegistry& metrics);
+
+    Rejection reject(std::string gateway_id, std::string_view reason, std::string detail) const;
+    Verified verifyTelemetry(const shared::ParsedTopic& topic,
+                             std::span<const std::uint8_t> payload, std::int64_t received_ms) const;
+    Verified verifyAlert(const shared::ParsedTopic& topic, std::span<const std::uint8_t> payload,
+                         std::int64_t received_ms) const;
+    shared::TimeWindow window(std::int64_t received_ms) const;
+
     VerifyConfig config_;
+    TimestampPolicy policy_;
+    shared::DecodeLimits limits_;  // without a time window; verify() adds one per message
+    shared::EncodeOptions reencode_;
     shared::TopicScheme topics_;
     shared::MetricsRegistry* metrics_;
+    // Registered once; rejections are labelled per reason through metrics_ as they come.
+    shared::Counter* received_telemetry_;
+    shared::Counter* received_alerts_;
+    shared::Counter* received_status_;
+    shared::Counter* received_cmd_ack_;
+    shared::Counter* received_other_;
+    shared::Counter* clamped_;
 };
 
 }  // namespace tern::ingest

@@ -28,6 +28,7 @@
 #include "tern/edge/store/store.h"
 #include "tern/edge/uplink/uplink.h"
 #include "tern/shared/config.h"
+#include "tern/shared/http_server.h"
 #include "tern/shared/logging.h"
 
 namespace tern::edge {
@@ -79,8 +80,7 @@ shared::ConfigErrors validateEdgeConfig(const EdgeConfig& config, const std::str
 
 shared::SensorKind sensorKindOf(const SensorConfig& sensor);
 
-// "127.0.0.1:9464" -> (address, port); nullopt unless an IPv4 address and a port 0-65535.
-std::optional<std::pair<std::string, std::uint16_t>> parseListenAddress(std::string_view text);
+using shared::parseListenAddress;
 
 // The sensors read by one source, with their indexes and source-specific settings.
 template <class PerSensor>

@@ -34,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -122,5 +123,8 @@ private:
 
     std::shared_ptr<detail::HttpServerState> state_;
 };
+
+// "127.0.0.1:9464" -> (address, port); nullopt unless an IPv4 address and a port 0-65535.
+std::optional<std::pair<std::string, std::uint16_t>> parseListenAddress(std::string_view text);
 
 }  // namespace tern::shared
