@@ -24,6 +24,13 @@ constexpr auto kResendInterval = 10s;
 constexpr auto kCommandTtl = 5min;
 // While the broker is away, due receipts wait this long between attempts.
 constexpr auto kReceiptRetryInterval = 200ms;
+// A batch sealed longer than this before it arrived was held back by the gateway (an outage, a
+// backlog): its age is not the pipeline's latency.
+constexpr std::int64_t kLiveBatchMaxAgeMs = 60'000;
+
+bool isBacklog(std::int64_t sent_at_ms, std::int64_t received_ms) {
+    return received_ms - sent_at_ms > kLiveBatchMaxAgeMs;
+}
 
 }  // namespace
 
@@ -61,6 +68,7 @@ struct Intake::Impl {
     shared::Counter& commands_sent;
     shared::Gauge& queue_bytes_gauge;
     shared::Histogram& spool_latency;
+    shared::Histogram& sent_to_spool_latency;
     shared::Histogram& group_size;
 
     Impl(const IntakeConfig& intake, const MqttConfig& mqtt, const Verifier& v, Spool& s,
@@ -90,6 +98,11 @@ struct Intake::Impl {
           spool_latency(m.histogram("tern_ingest_spool_latency_seconds",
                                     "From receipt by the ingest to committed in the spool",
                                     shared::exponentialBuckets(0.0005, 2, 16))),
+          sent_to_spool_latency(m.histogram(
+              "tern_ingest_sent_to_spool_seconds",
+              "From the gateway sealing a live batch (its sent_at, synchronised clocks only) to "
+              "committed in the spool: the end-to-end latency up to the receipt",
+              shared::exponentialBuckets(0.001, 2, 16))),
           group_size(m.histogram("tern_ingest_spool_group_messages",
                                  "Messages per spool transaction",
                                  shared::exponentialBuckets(1, 2, 14))) {}
@@ -140,6 +153,7 @@ struct Intake::Impl {
     void process(std::vector<MqttMessage>& group) {
         std::vector<Incoming> incoming;
         std::vector<const MqttMessage*> sources;  // parallel to incoming
+        std::vector<std::int64_t> sent_at;        // parallel to incoming; 0: not measured
         incoming.reserve(group.size());
         for (auto& message : group) {
             auto verified = verifier.verify(message.topic, message.payload, message.received_ms);
@@ -161,7 +175,13 @@ struct Intake::Impl {
                         }
                     } else if constexpr (std::is_same_v<T, VerifiedCommandAck>) {
                         fleet.onCommandAck(v.gateway_id, v.ack, v.received_ms);
+                    } else if constexpr (std::is_same_v<T, VerifiedTelemetry>) {
+                        // Live, synchronised batches only: a backlog batch's age is the outage.
+                        sent_at.push_back(v.batch.clock_synced ? v.batch.sent_at_ms : 0);
+                        incoming.push_back(std::move(v.incoming));
+                        sources.push_back(&message);
                     } else {
+                        sent_at.push_back(0);
                         incoming.push_back(std::move(v.incoming));
                         sources.push_back(&message);
                     }
@@ -193,6 +213,11 @@ struct Intake::Impl {
                     spool_latency.observe(static_cast<double>(std::max<std::int64_t>(
                                               0, now_ms - message.received_ms)) /
                                           1000.0);
+                    if (sent_at[i] != 0 && !isBacklog(sent_at[i], message.received_ms)) {
+                        sent_to_spool_latency.observe(
+                            static_cast<double>(std::max<std::int64_t>(0, now_ms - sent_at[i])) /
+                            1000.0);
+                    }
                     if (message.kind == Kind::Alert) {
                         fleet.onAlert(message.gateway_id, message.received_ms);
                     } else {
