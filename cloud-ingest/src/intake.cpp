@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <variant>
@@ -66,6 +67,8 @@ struct Intake::Impl {
     shared::Counter& receipts_sent;
     shared::Counter& receipt_failures;
     shared::Counter& commands_sent;
+    shared::Counter& receipts_learned;
+    shared::Counter& receipts_undecodable;
     shared::Gauge& queue_bytes_gauge;
     shared::Histogram& spool_latency;
     shared::Histogram& sent_to_spool_latency;
@@ -93,6 +96,11 @@ struct Intake::Impl {
           receipt_failures(m.counter("tern_ingest_receipt_failures_total",
                                      "Receipts that could not be published (sent again)")),
           commands_sent(m.counter("tern_ingest_commands_total", "Commands published to gateways")),
+          receipts_learned(m.counter("tern_ingest_receipts_learned_total",
+                                     "Gateway epochs whose dedupe state grew from another ingest "
+                                     "process's receipt (shared subscription)")),
+          receipts_undecodable(m.counter("tern_ingest_receipts_undecodable_total",
+                                         "Receipts seen on the broker that did not decode")),
           queue_bytes_gauge(
               m.gauge("tern_ingest_intake_queue_bytes", "Payload bytes received, not yet spooled")),
           spool_latency(m.histogram("tern_ingest_spool_latency_seconds",
@@ -154,8 +162,13 @@ struct Intake::Impl {
         std::vector<Incoming> incoming;
         std::vector<const MqttMessage*> sources;  // parallel to incoming
         std::vector<std::int64_t> sent_at;        // parallel to incoming; 0: not measured
+        std::vector<shared::Receipt> elsewhere;
         incoming.reserve(group.size());
         for (auto& message : group) {
+            if (auto receipt = otherIngestsReceipt(message)) {
+                elsewhere.push_back(std::move(*receipt));
+                continue;
+            }
             auto verified = verifier.verify(message.topic, message.payload, message.received_ms);
             std::visit(
                 [&](auto& v) {
@@ -187,6 +200,15 @@ struct Intake::Impl {
                     }
                 },
                 verified);
+        }
+        if (!elsewhere.empty()) {
+            // First, so that a retransmission arriving in the same group is a Duplicate.
+            if (auto learned = spool.admitElsewhere(elsewhere); !learned) {
+                spdlog::warn("intake: recording other ingest processes' receipts: {}",
+                             learned.error().message());
+            } else {
+                receipts_learned.inc(learned.value());
+            }
         }
         if (incoming.empty()) return;
         auto admitted = spool.append(incoming);
@@ -261,6 +283,19 @@ struct Intake::Impl {
             }
         }
         if (stored_any && hooks.spooled) hooks.spooled();
+    }
+
+    // A receipt on the receipt topic, published by an ingest process (only the ingest may
+    // publish there: deploy/mosquitto/acl). Ours come back too; the spool ignores those.
+    std::optional<shared::Receipt> otherIngestsReceipt(const MqttMessage& message) {
+        auto parsed = verifier.topics().parse(message.topic);
+        if (!parsed || parsed.value().kind != shared::TopicKind::Receipt) return std::nullopt;
+        auto receipt = shared::decodeReceipt(message.payload);
+        if (!receipt || receipt.value().gateway_id != parsed.value().gateway_id) {
+            receipts_undecodable.inc();
+            return shared::Receipt{};  // consumed, and ignored by the spool
+        }
+        return std::move(receipt.value());
     }
 
     void askForGaps(const std::string& gateway, std::uint64_t epoch,

@@ -180,6 +180,13 @@ shared::Result<std::unique_ptr<MqttLink>> MqttLink::create(const MqttConfig& con
     auto status = topics.fleetFilter(shared::TopicKind::Status);
     if (!status) return shared::Error::stop("bad_topic", status.error().message());
     impl->filters.push_back(status.value());
+    if (!config.share_group.empty()) {
+        // Other ingest processes in the group receipt what they spooled; this one learns from
+        // their receipts what not to store again (Spool::admitElsewhere).
+        auto receipts = topics.fleetFilter(shared::TopicKind::Receipt);
+        if (!receipts) return shared::Error::stop("bad_topic", receipts.error().message());
+        impl->filters.push_back(receipts.value());
+    }
 
     impl->connects = &metrics.counter("tern_ingest_mqtt_connects_total", "Connections made");
     impl->connect_failures =

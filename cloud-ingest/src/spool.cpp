@@ -140,6 +140,36 @@ struct EpochState {
         return true;
     }
 
+    // Adds everything `floor_other` and `other` (ascending ranges) cover. Beyond max_ranges the
+    // highest ranges are forgotten: that can only let a seq in again (stored twice, never lost).
+    // Returns whether anything changed.
+    bool merge(std::uint64_t floor_other, const std::vector<SeqRange>& other,
+               std::size_t max_ranges) {
+        std::vector<SeqRange> all = ranges;
+        all.insert(all.end(), other.begin(), other.end());
+        std::sort(all.begin(), all.end(),
+                  [](const SeqRange& a, const SeqRange& b) { return a.first < b.first; });
+        std::uint64_t merged_floor = std::max(floor, floor_other);
+        std::vector<SeqRange> merged;
+        for (const auto& range : all) {
+            if (range.first == 0 || range.last < range.first || range.last <= merged_floor) {
+                continue;
+            }
+            if (merged.empty() && range.first <= merged_floor + 1) {
+                merged_floor = range.last;
+            } else if (!merged.empty() && range.first <= merged.back().last + 1) {
+                merged.back().last = std::max(merged.back().last, range.last);
+            } else {
+                merged.push_back(range);
+            }
+        }
+        if (merged.size() > max_ranges) merged.resize(max_ranges);
+        if (merged_floor == floor && merged == ranges) return false;
+        floor = merged_floor;
+        ranges = std::move(merged);
+        return true;
+    }
+
     std::vector<SeqRange> gaps(std::size_t max) const {
         std::vector<SeqRange> out;
         std::uint64_t previous = floor;
@@ -621,6 +651,50 @@ struct Spool::Impl {
         return out;
     }
 
+    Result<std::size_t> admitElsewhere(std::span<const shared::Receipt> receipts) {
+        GatewayMap work;
+        std::set<std::pair<std::string, std::uint64_t>> dirty;
+        std::vector<std::pair<std::string, std::uint64_t>> retired;
+        for (const auto& receipt : receipts) {
+            if (receipt.gateway_id.empty() || receipt.epoch == 0 ||
+                (receipt.cumulative_seq == 0 && receipt.ranges.empty())) {
+                continue;
+            }
+            auto touched = work.find(receipt.gateway_id);
+            if (touched == work.end()) {
+                const auto committed = dedupe.find(receipt.gateway_id);
+                touched = work.emplace(receipt.gateway_id,
+                                       committed == dedupe.end() ? EpochMap{} : committed->second)
+                              .first;
+            }
+            EpochMap& epochs = touched->second;
+            auto known = epochs.find(receipt.epoch);
+            if (known == epochs.end()) {
+                if (epochs.size() >= options.max_epochs && receipt.epoch < epochs.begin()->first) {
+                    continue;
+                }
+                known = epochs.emplace(receipt.epoch, EpochState{}).first;
+                while (epochs.size() > options.max_epochs) {
+                    const std::uint64_t oldest = epochs.begin()->first;
+                    dirty.erase({receipt.gateway_id, oldest});
+                    retired.emplace_back(receipt.gateway_id, oldest);
+                    epochs.erase(epochs.begin());
+                }
+                if (!epochs.contains(receipt.epoch)) continue;
+            }
+            if (known->second.merge(receipt.cumulative_seq, receipt.ranges, options.max_ranges)) {
+                dirty.emplace(receipt.gateway_id, receipt.epoch);
+            }
+        }
+        if (dirty.empty() && retired.empty()) return std::size_t{0};
+        if (const int rc = commitGroup({}, {}, work, dirty, retired); rc != SQLITE_OK) {
+            commit_failures->inc();
+            return writeError(db.get(), rc);
+        }
+        for (auto& [gateway, epochs] : work) dedupe[gateway] = std::move(epochs);
+        return dirty.size();
+    }
+
     const EpochState* find(const std::string& gateway, std::uint64_t epoch) const {
         const auto g = dedupe.find(gateway);
         if (g == dedupe.end()) return nullptr;
@@ -683,6 +757,11 @@ Spool::~Spool() = default;
 Result<std::vector<Admission>> Spool::append(std::span<const Incoming> group) {
     std::lock_guard lock(impl_->mutex);
     return impl_->append(group);
+}
+
+Result<std::size_t> Spool::admitElsewhere(std::span<const shared::Receipt> receipts) {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->admitElsewhere(receipts);
 }
 
 shared::Receipt Spool::receiptFor(const std::string& gateway, std::uint64_t epoch) const {

@@ -663,5 +663,57 @@ TEST_F(SpoolTest, CommittedGroupsSurviveSigkill) {
     }
 }
 
+// Two ingest processes on one shared subscription: the broker deals a gateway's seqs out
+// round-robin. Each learns from the other's receipts, so its floor keeps up and a
+// retransmission of what the other stored is a duplicate here.
+TEST_F(SpoolTest, ReceiptsOfAnotherIngestCountAsAdmitted) {
+    auto spool = open();
+    EXPECT_EQ(admit(*spool, group("gw-1", 1, {1, 3, 5})),
+              std::vector<Admission>(3, Admission::Stored));
+    EXPECT_EQ(spool->receiptFor("gw-1", 1).ranges.size(), 2u);
+
+    const shared::Receipt other{"gw-1", 1, 0, {{2, 2}, {4, 4}, {6, 7}}, kStartMs};
+    auto learned = spool->admitElsewhere(std::vector{other});
+    ASSERT_TRUE(learned) << learned.error().message();
+    EXPECT_EQ(learned.value(), 1u);
+    auto receipt = spool->receiptFor("gw-1", 1);
+    EXPECT_EQ(receipt.cumulative_seq, 7u);
+    EXPECT_TRUE(receipt.ranges.empty());
+    EXPECT_EQ(admit(*spool, group("gw-1", 1, {4, 8})),
+              (std::vector<Admission>{Admission::Duplicate, Admission::Stored}));
+    EXPECT_EQ(spool->stats().records, 4u);  // 1, 3, 5, 8: nothing of the other's is stored here
+
+    // Our own receipt coming back adds nothing and costs no transaction.
+    EXPECT_EQ(spool->admitElsewhere(std::vector{spool->receiptFor("gw-1", 1)}).value(), 0u);
+
+    // It is durable: a restart remembers it.
+    spool.reset();
+    spool = open();
+    EXPECT_EQ(spool->receiptFor("gw-1", 1).cumulative_seq, 8u);
+    EXPECT_EQ(admit(*spool, group("gw-1", 1, {6})), std::vector{Admission::Duplicate});
+}
+
+TEST_F(SpoolTest, ReceiptsOfAnotherIngestFollowTheEpochAndRangeBounds) {
+    SpoolOptions options;
+    options.max_ranges = 2;
+    options.max_epochs = 2;
+    auto spool = open(options);
+    admit(*spool, group("gw-1", 5, {1}));
+    admit(*spool, group("gw-1", 6, {1}));
+    // An epoch older than both kept ones is ignored, as append() refuses it.
+    ASSERT_TRUE(spool->admitElsewhere(std::vector{shared::Receipt{"gw-1", 4, 9, {}, kStartMs}}));
+    EXPECT_EQ(spool->receiptFor("gw-1", 4).cumulative_seq, 0u);
+    // More ranges than max_ranges: the highest are forgotten (never lost: the gateway keeps
+    // seq 7 until a receipt covers it; here it is refused, not taken for a duplicate).
+    const shared::Receipt many{"gw-1", 6, 0, {{3, 3}, {5, 5}, {7, 7}}, kStartMs};
+    ASSERT_TRUE(spool->admitElsewhere(std::vector{many}));
+    EXPECT_EQ(spool->receiptFor("gw-1", 6).ranges, (std::vector<SeqRange>{{3, 3}, {5, 5}}));
+    EXPECT_EQ(admit(*spool, group("gw-1", 6, {7})), std::vector{Admission::TooManyGaps});
+    // A newer epoch is taken up, retiring the oldest, as a new epoch in append() does.
+    ASSERT_TRUE(spool->admitElsewhere(std::vector{shared::Receipt{"gw-1", 7, 3, {}, kStartMs}}));
+    EXPECT_EQ(spool->receiptFor("gw-1", 7).cumulative_seq, 3u);
+    EXPECT_EQ(spool->receiptFor("gw-1", 5).cumulative_seq, 0u);
+}
+
 }  // namespace
 }  // namespace tern::ingest

@@ -7,6 +7,8 @@
 //   <prefix>/gw/+/status                                              every process: fleet state,
 //                                                                     and retained statuses are
 //                                                                     not delivered to shared ones
+//   <prefix>/gw/+/receipt (with a share group)                        what the other processes
+//                                                                     spooled (admitElsewhere)
 // Receipts and commands are published QoS 1 without waiting: a receipt that is lost is replaced by
 // the next one (they are cumulative), and a gateway that got none retransmits and so makes another
 // one due.

@@ -14,10 +14,13 @@
 //   does. A failed transaction admits nothing (and changes nothing in memory either).
 // - Exactly once in the log: a (gateway, epoch, seq) already admitted, by an earlier group or
 //   earlier in the same group, is answered Duplicate and not stored again, even after its record
-//   has been truncated. Dedupe state is kept per (gateway, epoch) as a floor (every seq <= floor
-//   is admitted) plus at most max_ranges disjoint ranges above it; for the max_epochs newest
-//   epochs of each gateway. An epoch older than all of them, when the gateway already has
-//   max_epochs, is Stale: it cannot be told apart from a replay, so it is not stored.
+//   has been truncated. With several ingest processes on one shared subscription, "admitted"
+//   includes what the others' receipts cover (admitElsewhere), so across the processes each
+//   message is stored once as long as its receipt is seen before a retransmission arrives. Dedupe
+//   state is kept per (gateway, epoch) as a floor (every seq <= floor is admitted) plus at most
+//   max_ranges disjoint ranges above it; for the max_epochs newest epochs of each gateway. An epoch
+//   older than all of them, when the gateway already has max_epochs, is Stale: it cannot be told
+//   apart from a replay, so it is not stored.
 // - Offsets: every record gets the next offset (1, 2, ...); offsets are never reused, even after
 //   truncate() has deleted every record, and they have no holes: the records still held are
 //   exactly (truncated through, newest]. The next offset is persisted with each group.
@@ -151,6 +154,16 @@ public:
     // which nothing of the group is admitted: "disk_full" (retry: max_disk_bytes or the file
     // system), "sqlite_error" (retry).
     shared::Result<std::vector<Admission>> append(std::span<const Incoming> group);
+
+    // Another ingest process sharing the subscription has these receipts out: what they cover is
+    // durable there, so it counts as admitted here too (a retransmission that lands here is a
+    // Duplicate, and the floor moves up over seqs this process never saw, so the gaps that a
+    // round-robin split leaves do not pile up into TooManyGaps). Receipts that add nothing (this
+    // process's own, coming back) cost no transaction. Epochs follow append()'s rules (a stale
+    // one is ignored). Above max_ranges the highest ranges are dropped, which can only let a
+    // seq be stored twice, never lose one. Returns how many (gateway, epoch) states changed.
+    // Errors: as append().
+    shared::Result<std::size_t> admitElsewhere(std::span<const shared::Receipt> receipts);
 
     // What the gateway may delete: cumulative_seq = floor, ranges = admitted ranges above it
     // (ascending, disjoint, at most max_ranges), issued_at_ms from the clock. For a gateway or
