@@ -281,6 +281,7 @@ struct Intake::Impl {
             } else {
                 spdlog::info("spool back below its high-water mark");
             }
+            if (hooks.high_water) hooks.high_water(stats.above_high_water, stats);
         }
         if (stored_any && hooks.spooled) hooks.spooled();
     }

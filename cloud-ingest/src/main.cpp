@@ -72,11 +72,18 @@ public:
             if (!store) return store.error();
             auto sink =
                 std::make_unique<TimeseriesSink>(kTsdbSinkName, std::move(store.value()), clock_);
-            tsdb_ = sink.get();
-            for (auto& [gateway, sensors] : births_) tsdb_->setSensors(gateway, sensors);
+            auto* tsdb = sink.get();
             auto worker =
                 SinkWorker::create(spool_, std::move(sink), workerOptions(next), clock_, metrics_);
             if (!worker) return worker.error();
+            std::lock_guard lock(mutex_);
+            tsdb_ = tsdb;
+            for (auto& [gateway, sensors] : births_) tsdb_->setSensors(gateway, sensors);
+            for (auto& alert : held_alerts_) {
+                std::string gateway = alert.gateway_id;  // before the alert is moved from
+                tsdb_->addAlert(std::move(gateway), std::move(alert));
+            }
+            held_alerts_.clear();
             workers_.push_back(std::move(worker.value()));
         } else if (current_ && current_->tsdb) {
             // Turned off: the spool no longer keeps records for it.
@@ -85,6 +92,7 @@ public:
             }
         }
         current_ = next;
+        std::lock_guard lock(mutex_);
         for (auto& worker : workers_) worker->start();
         return shared::success();
     }
@@ -98,6 +106,19 @@ public:
         std::lock_guard lock(mutex_);
         births_[gateway] = sensors;
         if (tsdb_) tsdb_->setSensors(gateway, sensors);
+    }
+
+    // The ingest's own alert, stored with the gateways' alerts under its own name.
+    void ingestAlert(shared::Alert alert) {
+        std::lock_guard lock(mutex_);
+        if (tsdb_) {
+            std::string gateway = alert.gateway_id;  // before the alert is moved from
+            tsdb_->addAlert(std::move(gateway), std::move(alert));
+            for (auto& worker : workers_) worker->notify();
+        } else if (held_alerts_.size() < kMaxHeldAlerts) {
+            // No store now (turned off): kept for when one is configured again.
+            held_alerts_.push_back(std::move(alert));
+        }
     }
 
     void stopAll(std::chrono::milliseconds drain) {
@@ -123,6 +144,8 @@ private:
     // Latest sensor table per gateway, for a tsdb sink created after the birth arrived.
     std::map<std::string, std::vector<shared::SensorInfo>> births_;
     std::optional<SinksConfig> current_;
+    static constexpr std::size_t kMaxHeldAlerts = 100;
+    std::vector<shared::Alert> held_alerts_;
 };
 
 void reload(IngestConfig& config, const std::string& path, Sinks& sinks) {
@@ -212,6 +235,26 @@ int run(IngestConfig config, const std::string& config_path) {
     hooks.birth = [&sinks](const std::string& gateway,
                            const std::vector<shared::SensorInfo>& sensors) {
         sinks.birth(gateway, sensors);
+    };
+    std::uint64_t high_water_incidents = 0;
+    hooks.high_water = [&sinks, &clock, &high_water_incidents](bool above,
+                                                               const SpoolStats& stats) {
+        if (above) high_water_incidents += 1;
+        shared::Alert alert;
+        alert.gateway_id = "tern-ingest";
+        alert.incident_id = high_water_incidents;
+        alert.rule = "spool-high-water";
+        alert.severity = shared::Severity::Critical;
+        alert.state = above ? shared::AlertState::Firing : shared::AlertState::Resolved;
+        alert.value = stats.max_bytes == 0
+                          ? 0.0
+                          : static_cast<double>(stats.bytes) / static_cast<double>(stats.max_bytes);
+        alert.time_ms = shared::toUnixMillis(clock.wallNow());
+        alert.clock_synced = true;
+        alert.message = above ? "spool above its high-water mark: a sink is behind; at the limit "
+                                "the ingest stops receipting and gateways keep their data"
+                              : "spool back below its high-water mark";
+        sinks.ingestAlert(std::move(alert));
     };
     Intake intake(config.intake, config.mqtt, verifier.value(), *spool.value(), quarantine, fleet,
                   clock, std::move(hooks), metrics);

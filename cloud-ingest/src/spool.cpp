@@ -32,7 +32,7 @@ shared::ConfigTable<SpoolConfig> spoolTable() {
                "own cursor")
         .string("path", &SpoolConfig::path, "/var/lib/tern/spool.db", "SQLite database file")
         .byteSize("max_bytes", &SpoolConfig::max_bytes, 4 * shared::kGiB,
-                  {shared::kMiB, 4096 * shared::kGiB},
+                  {64 * shared::kKiB, 4096 * shared::kGiB},
                   "Sum of spooled payload bytes; beyond it appends are refused (gateways keep "
                   "their data and retransmit), nothing is evicted")
         .number("high_water", &SpoolConfig::high_water, 0.8, {0.01, 1.0}, "fraction of max_bytes",

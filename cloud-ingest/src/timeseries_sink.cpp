@@ -121,6 +121,7 @@ void TimeseriesSink::deliver(std::vector<SpoolRecord> records, SinkCompletion do
 
 void TimeseriesSink::tick() {
     applyPendingSensors();
+    applyPendingAlerts();
     const auto now = clock_.monoNow();
     if (last_retention_ && now - *last_retention_ < kRetentionEvery) return;
     // Tried again in an hour whether or not it worked: a failing one logs at most hourly.
@@ -150,6 +151,36 @@ void TimeseriesSink::setSensors(std::string gateway_id, std::vector<shared::Sens
         same->second = std::move(sensors);
     } else {
         pending_sensors_.emplace_back(std::move(gateway_id), std::move(sensors));
+    }
+}
+
+void TimeseriesSink::addAlert(std::string gateway_id, shared::Alert alert) {
+    std::lock_guard lock(pending_mutex_);
+    pending_alerts_.emplace_back(std::move(gateway_id), std::move(alert));
+}
+
+void TimeseriesSink::applyPendingAlerts() {
+    std::vector<std::pair<std::string, shared::Alert>> pending;
+    {
+        std::lock_guard lock(pending_mutex_);
+        pending.swap(pending_alerts_);
+    }
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+        auto written = store_->writeAlert(pending[i].first, pending[i].second);
+        if (written || written.error().action != shared::ErrorAction::Retry) {
+            if (!written) {
+                spdlog::warn("sink {}: alert of {} not stored: {}", name_, pending[i].first,
+                             written.error().message());
+            }
+            continue;
+        }
+        // Kept, in order, for the next deliver() or tick().
+        std::lock_guard lock(pending_mutex_);
+        pending_alerts_.insert(
+            pending_alerts_.begin(),
+            std::make_move_iterator(pending.begin() + static_cast<std::ptrdiff_t>(i)),
+            std::make_move_iterator(pending.end()));
+        return;
     }
 }
 

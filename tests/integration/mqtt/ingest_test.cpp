@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "edge_agent_process.h"
 #include "ingest_process.h"
@@ -403,6 +404,89 @@ TEST_F(IngestTest, BadInputIsQuarantinedWithItsReasonAndGoodTrafficFlows) {
     EXPECT_TRUE(eventually(
         [&] { return getJson(ingest, "/api/v1/gateways/gw-1")["received"]["readings"] == sent; },
         kTimeout));
+    EXPECT_EQ(ingest.stop(), 0) << ingest.log();
+}
+
+// A sink that is off lets the spool fill: above the high-water mark the ingest raises an alert,
+// at the limit it stops receipting and the gateway keeps its data; once the sink is back
+// (SIGHUP), the spool drains, receipts resume and every reading arrives.
+TEST_F(IngestTest, AFullSpoolStopsReceiptingAndLosesNothing) {
+    IngestProcess ingest(broker_, {.extraToml = "[sinks]\ntsdb = false\n"});
+    // The spool's limits, set through the config the fixture writes.
+    std::string config;
+    {
+        std::ifstream in(ingest.configFile());
+        config.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    const auto with_spool_limits = [&](const std::string& sinks) {
+        std::string text = config;
+        text.replace(text.find("[spool]\n"), 8,
+                     "[spool]\nmax_bytes = \"64KiB\"\nhigh_water = 0.25\n");
+        text.replace(text.find("[sinks]\ntsdb = false\n"), 20, sinks);
+        std::ofstream(ingest.configFile()) << text;
+    };
+    with_spool_limits("[sinks]\ntsdb = false\n");
+    ASSERT_TRUE(ingest.start()) << ingest.log();
+    ReceiptSubscriber observer(broker_, {.clientId = "observer", .receipting = false});
+    EdgeAgentProcess agent(broker_, {.gatewayId = "gw-1",
+                                     .sensors = 50,
+                                     .sampleInterval = 10ms,  // 5,000 readings/s
+                                     .batchMaxAge = 200ms,
+                                     .receiptTimeout = "3s"});
+    ASSERT_TRUE(agent.start()) << agent.log();
+
+    ASSERT_TRUE(eventually(
+        [&] { return metric(ingest, "tern_ingest_spool_full_rejections_total") > 0; }, 60s))
+        << ingest.log();
+    EXPECT_TRUE(ingest.waitForLog("spool above its high-water mark", 1s));
+    // Not receipted, so still with the gateway.
+    EXPECT_GT(unreceiptedTelemetry(agent.storePath()), 0u);
+
+    // The sink comes back; stop producing so the drain has an end.
+    with_spool_limits("[sinks]\ntsdb = true\n");
+    ingest.signal(SIGHUP);
+    ASSERT_TRUE(ingest.waitForLog("sinks restarted (tsdb on)", kTimeout)) << ingest.log();
+    ASSERT_EQ(agent.stop(), 0) << agent.log();
+    agent.options().sampleInterval = 1h;
+    agent.rewriteConfig("");
+    ASSERT_TRUE(agent.start()) << agent.log();
+    ASSERT_TRUE(eventually([&] { return unreceiptedTelemetry(agent.storePath()) == 0; }, 90s))
+        << ingest.log();
+
+    std::size_t produced = 0;
+    for (const auto& [seq, readings] : agent.storedTelemetry()) produced += readings;
+    std::size_t stored = 0;
+    EXPECT_TRUE(eventually(
+        [&] {
+            stored = 0;
+            for (int s = 0; s < 50; ++s)
+                stored += rawSeries(ingest, "gw-1", "s" + std::to_string(s)).size();
+            return stored >= produced;
+        },
+        kTimeout));
+    EXPECT_EQ(stored, produced);
+    if (stored != produced) {
+        std::set<std::tuple<int, std::int64_t>> keys;
+        std::set<std::uint64_t> seqs;
+        std::size_t readings = 0;
+        for (const auto& m : observer.messages("gw-1")) {
+            if (m.batch() == nullptr || !seqs.insert(m.sequence.seq).second) continue;
+            for (const auto& r : m.batch()->readings) {
+                keys.insert({r.sensor, r.time_ms});
+                readings += 1;
+            }
+        }
+        ADD_FAILURE() << "observer: " << seqs.size() << " batches, " << readings << " readings, "
+                      << keys.size() << " distinct (sensor, time)";
+    }
+
+    // The alert the ingest raised while no store was configured was kept and stored since.
+    bool high_water_alert = false;
+    const auto alerts = getJson(ingest, "/api/v1/alerts?gateway=tern-ingest");
+    for (const auto& alert : alerts["alerts"]) {
+        high_water_alert |= alert["rule"] == "spool-high-water" && alert["state"] == "firing";
+    }
+    EXPECT_TRUE(high_water_alert) << getJson(ingest, "/api/v1/alerts").dump();
     EXPECT_EQ(ingest.stop(), 0) << ingest.log();
 }
 

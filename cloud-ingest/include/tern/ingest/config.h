@@ -1,7 +1,7 @@
 #pragma once
 
-// The tern-ingest configuration file: one table per component (docs/configuration.md is generated
-// from these tables).
+// The tern-ingest configuration file: one table per component (`tern-ingest
+// --print-config-reference` prints every key from these tables).
 //
 //   [log]                       logging
 //   [mqtt]                      the broker connection, subscriptions and receipts

@@ -42,6 +42,8 @@ struct IntakeHooks {
     std::function<void()> spooled;
     // A gateway's Birth was applied: its sensor table, for the sinks that name sensors.
     std::function<void(const std::string& gateway, const std::vector<shared::SensorInfo>&)> birth;
+    // The spool crossed its high-water mark (above = true), or went back below it.
+    std::function<void(bool above, const SpoolStats& stats)> high_water;
 };
 
 class Intake {

@@ -42,11 +42,16 @@ public:
     void tick() override;
 
     void setSensors(std::string gateway_id, std::vector<shared::SensorInfo> sensors);
+    // An alert that does not come through the spool (the ingest's own, such as its spool above
+    // the high-water mark). Any thread; stored on the worker's thread at the next tick(), kept
+    // and retried while the store answers Retry.
+    void addAlert(std::string gateway_id, shared::Alert alert);
 
     TimeseriesStore& store() { return *store_; }
 
 private:
     void applyPendingSensors();
+    void applyPendingAlerts();
 
     std::string name_;
     std::unique_ptr<TimeseriesStore> store_;
@@ -54,6 +59,7 @@ private:
     std::mutex pending_mutex_;
     // At most one entry per gateway: a newer birth replaces one not applied yet.
     std::vector<std::pair<std::string, std::vector<shared::SensorInfo>>> pending_sensors_;
+    std::vector<std::pair<std::string, shared::Alert>> pending_alerts_;
     // Monotonic, so a wall clock step neither skips retention nor runs it in a loop.
     std::optional<shared::Clock::MonoTime> last_retention_;
 };
