@@ -33,6 +33,12 @@ void IntervalTimers::arm(const std::shared_ptr<State>& state, std::size_t group)
             const auto missed = (now - fired.next) / fired.interval + 1;
             fired.next += missed * fired.interval;
         }
+        if (fired.next - now < fired.interval / 2) {
+            // A late tick would be followed almost at once by the next grid point: two samples
+            // of a sensor within the same millisecond, which a store keyed by (sensor, time)
+            // keeps only one of. Skip that grid point too.
+            fired.next += fired.interval;
+        }
         state->on_tick(group);
         // on_tick may have called stop().
         if (!state->stopped) arm(state, group);
