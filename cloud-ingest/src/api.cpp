@@ -1,5 +1,6 @@
 #include "tern/ingest/api.h"
 
+#include <cctype>
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,17 @@ shared::HttpResponse jsonResponse(unsigned status, const json& body) {
 
 shared::HttpResponse errorResponse(unsigned status, std::string_view code, std::string detail) {
     return jsonResponse(status, json{{"error", code}, {"detail", std::move(detail)}});
+}
+
+// RFC 7235 section 2.1: the auth-scheme is case-insensitive.
+bool startsWithBearer(std::string_view authorization) {
+    constexpr std::string_view kScheme = "bearer ";
+    if (authorization.size() < kScheme.size()) return false;
+    for (std::size_t i = 0; i < kScheme.size(); ++i) {
+        const auto c = static_cast<unsigned char>(authorization[i]);
+        if (static_cast<char>(std::tolower(c)) != kScheme[i]) return false;
+    }
+    return true;
 }
 
 // Constant time in the length of the expected token, so the comparison does not say how much of
@@ -171,7 +183,10 @@ std::optional<std::int64_t> parseStep(std::string_view text) {
     };
     static constexpr Unit kUnits[] = {
         {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
-    if (auto plain = parseInteger(text)) return plain;
+    if (auto plain = parseInteger(text)) {
+        if (*plain < 0) return std::nullopt;  // a step is a duration: "-1" fails as "-1s" does
+        return plain;
+    }
     for (const auto& unit : kUnits) {
         if (text.size() > unit.suffix.size() && text.ends_with(unit.suffix)) {
             auto number = parseInteger(text.substr(0, text.size() - unit.suffix.size()));
@@ -214,9 +229,8 @@ shared::HttpResponse IngestApi::handle(const shared::HttpRequest& request) const
     }
     if (!sources_.token.empty()) {
         const auto authorization = request.header("Authorization");
-        constexpr std::string_view kBearer = "Bearer ";
-        if (!authorization.starts_with(kBearer) ||
-            !tokenMatches(std::string_view(authorization).substr(kBearer.size()), sources_.token)) {
+        if (!startsWithBearer(authorization) ||
+            !tokenMatches(std::string_view(authorization).substr(7), sources_.token)) {
             auto response = errorResponse(401, "unauthorized",
                                           "this API needs an Authorization: Bearer <token> header");
             response.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -326,8 +340,12 @@ shared::HttpResponse IngestApi::handle(const shared::HttpRequest& request) const
         }
         const auto to = integerParam("to", now_ms, std::numeric_limits<std::int64_t>::min());
         if (!to) return errorResponse(400, "invalid_query", "to must be Unix milliseconds");
-        const auto from =
-            integerParam("from", *to - 3'600'000, std::numeric_limits<std::int64_t>::min());
+        // An hour before `to`, saturating: `to` may be near the bottom of the range.
+        const auto from = integerParam("from",
+                                       *to < std::numeric_limits<std::int64_t>::min() + 3'600'000
+                                           ? std::numeric_limits<std::int64_t>::min()
+                                           : *to - 3'600'000,
+                                       std::numeric_limits<std::int64_t>::min());
         if (!from) return errorResponse(400, "invalid_query", "from must be Unix milliseconds");
         std::int64_t step = 0;
         if (auto text = param("step")) {
@@ -348,7 +366,9 @@ shared::HttpResponse IngestApi::handle(const shared::HttpRequest& request) const
         }
         json points = json::array();
         for (const auto& p : result.value().points) {
-            if (result.value().tier == Tier::Raw) {
+            // Only step 0 returns readings; any other step returns summaries, even over the raw
+            // tier (below a minute the store summarises raw readings per step).
+            if (result.value().step_ms == 0) {
                 points.push_back({{"t", p.time_ms}, {"v", p.value}, {"q", qualityName(p.quality)}});
             } else {
                 points.push_back({{"t", p.time_ms},

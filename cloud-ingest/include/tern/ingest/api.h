@@ -8,8 +8,9 @@
 //   GET  /api/v1/gateways/{id}              one gateway
 //   POST /api/v1/gateways/{id}/commands     {"name":"rebirth"} or {"name":"resend","epoch":N,
 //                                           "ranges":[[first,last],...]} (no ranges: the gaps)
-//   GET  /api/v1/series?gateway=&sensor=&from=&to=&step=    from/to Unix ms, step "0", "90s",
-//                                           "1m", "1h" or ms: picks raw or a rollup
+//   GET  /api/v1/series?gateway=&sensor=&from=&to=&step=    from/to Unix ms, step "0" (raw
+//                                           readings) or "90s", "1m", "1h", ms (summaries from
+//                                           raw or a rollup, picked by the step)
 //   GET  /api/v1/alerts?gateway=&from=&to=&limit=
 //   GET  /api/v1/quarantine?gateway=&reason=&before=&limit=
 //   GET  /api/v1/spool                      depth, bytes, cursors
