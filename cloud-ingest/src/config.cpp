@@ -36,9 +36,10 @@ shared::ConfigTable<MqttConfig> mqttTable() {
                   "Largest reconnect delay")
         .duration("receipt_interval", &MqttConfig::receipt_interval, 200ms, {1ms, 1min},
                   "Longest a spooled message waits for its gateway's (coalesced) receipt")
-        .integer("receipt_batches", &MqttConfig::receipt_batches, 64, {1, 100'000}, "messages",
+        .integer("receipt_batches", &MqttConfig::receipt_batches, 8, {1, 100'000}, "messages",
                  "A gateway's receipt goes out at once when this many of its messages wait "
-                 "for one; keep it at or below the gateways' inflight_window");
+                 "for one; keep it below the gateways' inflight_window (16 by default), or a "
+                 "gateway with a full window waits for receipt_interval");
 }
 
 shared::ConfigTable<IntakeConfig> intakeTable() {

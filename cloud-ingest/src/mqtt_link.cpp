@@ -1,5 +1,6 @@
 #include "tern/ingest/mqtt_link.h"
 
+#include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
@@ -200,6 +201,10 @@ shared::Result<std::unique_ptr<MqttLink>> MqttLink::create(const MqttConfig& con
                                               "Receipts and commands that could not be published");
     impl->connected_gauge =
         &metrics.gauge("tern_ingest_mqtt_connected", "1 while connected to the broker");
+    // Paho C formats every packet into an in-memory trace ring unless told otherwise: about a
+    // fifth of its receive thread's time per message (tests/bench/ingest_bench, perf). Errors
+    // are all the ring needs to hold; it is process-wide and nothing else reads it.
+    MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
     try {
         impl->client = std::make_unique<mqtt::async_client>(config.broker, config.client_id,
                                                             mqtt::create_options(MQTTVERSION_5));

@@ -53,7 +53,11 @@ void IngestProcess::rewriteConfig(const std::string& extraToml) {
          << broker_.clientKey("tern-ingest").string() << "\"\nshare_group = \""
          << options_.shareGroup << "\"\nreceipt_interval = \"" << options_.receiptInterval
          << "\"\nreconnect_min = \"1s\"\nreconnect_max = \"2s\"\nkeepalive = \"5s\"\n"
-         << "connect_timeout = \"3s\"\n\n"
+         << "connect_timeout = \"3s\"\n"
+         << (options_.receiptBatches > 0
+                 ? "receipt_batches = " + std::to_string(options_.receiptBatches) + "\n"
+                 : std::string())
+         << "\n"
          << "[spool]\npath = \"" << spoolPath().string() << "\"\n\n"
          << "[tsdb]\npath = \"" << tsdbPath().string() << "\"\n\n"
          << "[api]\nlisten = \"127.0.0.1:" << api_port_ << "\"\n"

@@ -26,6 +26,8 @@ struct IngestOptions {
     std::string clientId = "tern-ingest-1";
     std::string shareGroup = "tern-ingest";
     std::string receiptInterval = "50ms";
+    // [mqtt] receipt_batches; 0 leaves the daemon's default.
+    int receiptBatches = 0;
     std::string logLevel = "info";
     std::string token{};      // "" requires none
     std::string extraToml{};  // appended to the config

@@ -43,7 +43,7 @@ struct MqttConfig {
     // Receipt coalescing: a gateway's receipt goes out when receipt_batches of its messages are
     // waiting for one, or receipt_interval after the first of them, whichever comes first.
     std::chrono::milliseconds receipt_interval{200};
-    std::int64_t receipt_batches = 64;
+    std::int64_t receipt_batches = 8;
 };
 
 shared::ConfigTable<MqttConfig> mqttTable();
