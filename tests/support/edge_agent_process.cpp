@@ -93,24 +93,10 @@ void EdgeAgentProcess::signal(int number) {
 }
 
 int EdgeAgentProcess::stop(std::chrono::milliseconds timeout) {
-    if (!running()) return -1;
-    ::kill(pid_, SIGTERM);
-    const auto status = waitForExit(pid_, timeout);
-    if (!status) {
-        kill();
-        return -1;
-    }
-    pid_ = -1;
-    if (WIFSIGNALED(*status)) return 128 + WTERMSIG(*status);
-    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    return terminateProcess(pid_, timeout);
 }
 
-void EdgeAgentProcess::kill() {
-    if (!running()) return;
-    ::kill(pid_, SIGKILL);
-    waitForExit(pid_, std::chrono::seconds(10));
-    pid_ = -1;
-}
+void EdgeAgentProcess::kill() { killProcess(pid_); }
 
 std::optional<int> EdgeAgentProcess::waitExit(std::chrono::milliseconds timeout) {
     if (!running()) return std::nullopt;

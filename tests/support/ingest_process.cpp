@@ -86,24 +86,10 @@ void IngestProcess::signal(int number) {
 }
 
 int IngestProcess::stop(std::chrono::milliseconds timeout) {
-    if (!running()) return -1;
-    ::kill(pid_, SIGTERM);
-    const auto status = waitForExit(pid_, timeout);
-    if (!status) {
-        kill();
-        return -1;
-    }
-    pid_ = -1;
-    if (WIFSIGNALED(*status)) return 128 + WTERMSIG(*status);
-    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    return terminateProcess(pid_, timeout);
 }
 
-void IngestProcess::kill() {
-    if (!running()) return;
-    ::kill(pid_, SIGKILL);
-    waitForExit(pid_, std::chrono::seconds(10));
-    pid_ = -1;
-}
+void IngestProcess::kill() { killProcess(pid_); }
 
 std::optional<std::pair<int, std::string>> IngestProcess::get(const std::string& path,
                                                               bool authorize) const {

@@ -1,6 +1,7 @@
 #include "process.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -66,6 +67,26 @@ std::string readTail(const std::filesystem::path& file, std::size_t maxBytes) {
     std::string text = all.str();
     if (text.size() > maxBytes) text = "..." + text.substr(text.size() - maxBytes);
     return text;
+}
+
+int terminateProcess(pid_t& pid, std::chrono::milliseconds timeout) {
+    if (pid <= 0) return -1;
+    ::kill(pid, SIGTERM);
+    const auto status = waitForExit(pid, timeout);
+    if (!status) {
+        killProcess(pid);
+        return -1;
+    }
+    pid = -1;
+    if (WIFSIGNALED(*status)) return 128 + WTERMSIG(*status);
+    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+void killProcess(pid_t& pid) {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    waitForExit(pid, std::chrono::seconds(10));
+    pid = -1;
 }
 
 }  // namespace tern::test

@@ -20,6 +20,14 @@ pid_t spawnProcess(const std::vector<std::string>& argv, const std::filesystem::
 // running. Polls, because waitpid has no timeout.
 std::optional<int> waitForExit(pid_t pid, std::chrono::milliseconds timeout);
 
+// SIGTERM, then waits up to `timeout`; SIGKILL if it has not exited by then. Sets pid to -1.
+// Returns the exit status as a shell reports it (128 + n if killed by signal n), or -1 if it
+// had to be killed (or pid was already -1).
+int terminateProcess(pid_t& pid, std::chrono::milliseconds timeout);
+
+// SIGKILL and reap (bounded); sets pid to -1. Nothing if pid is -1.
+void killProcess(pid_t& pid);
+
 // Runs a process to completion (bounded by `timeout`, then SIGKILL) and returns its exit status
 // (-1 if it did not exit normally).
 int runProcess(const std::vector<std::string>& argv, const std::filesystem::path& output,
