@@ -149,25 +149,10 @@ private:
 };
 
 void reload(IngestConfig& config, const std::string& path, Sinks& sinks) {
-    auto loaded = shared::loadConfigFile(path, configSchema());
-    if (!loaded) {
-        spdlog::error("SIGHUP: {} not reloaded, the running config stays:\n{}", path,
-                      shared::formatConfigErrors(loaded.error()));
-        return;
-    }
-    if (auto errors = validateIngestConfig(loaded.value(), path); !errors.empty()) {
-        spdlog::error("SIGHUP: {} not reloaded, the running config stays:\n{}", path,
-                      shared::formatConfigErrors(errors));
-        return;
-    }
-    auto& next = loaded.value();
-    if (next.log.level != config.log.level || next.log.format != config.log.format) {
-        if (auto logging = shared::initLogging(next.log, "tern-ingest"); logging) {
-            config.log = next.log;
-        } else {
-            spdlog::error("SIGHUP: logging not changed: {}", logging.error().message());
-        }
-    }
+    auto loaded = shared::reloadConfig<IngestConfig>(path, configSchema(), validateIngestConfig);
+    if (!loaded) return;
+    const IngestConfig& next = *loaded;
+    shared::reloadLogging(config.log, next.log, "tern-ingest");
     if (next.sinks == config.sinks) {
         spdlog::info("SIGHUP: reloaded {}: [sinks] unchanged", path);
         return;

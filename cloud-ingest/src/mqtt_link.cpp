@@ -12,13 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "tern/shared/backoff.h"
+
 namespace tern::ingest {
 
 using namespace std::chrono_literals;
 
 struct MqttLink::Impl {
     MqttConfig config;
-    shared::TopicScheme topics;
     const shared::Clock& clock;
     MqttLinkHandlers handlers;
     std::unique_ptr<mqtt::async_client> client;
@@ -32,7 +33,6 @@ struct MqttLink::Impl {
     bool link_lost = false;  // wakes the connector
     std::atomic<bool> is_connected{false};
     std::atomic<bool> is_subscribed{false};
-    std::uint64_t subscribed_sessions = 0;
     std::thread connector;
 
     shared::Counter* connects = nullptr;
@@ -43,8 +43,8 @@ struct MqttLink::Impl {
     shared::Counter* publish_failures = nullptr;
     shared::Gauge* connected_gauge = nullptr;
 
-    Impl(const MqttConfig& c, shared::TopicScheme t, const shared::Clock& clk, MqttLinkHandlers h)
-        : config(c), topics(std::move(t)), clock(clk), handlers(std::move(h)) {}
+    Impl(const MqttConfig& c, const shared::Clock& clk, MqttLinkHandlers h)
+        : config(c), clock(clk), handlers(std::move(h)) {}
 
     // Fills connect_options in place (see the note on properties below).
     void buildConnectOptions() {
@@ -132,13 +132,10 @@ struct MqttLink::Impl {
                     link_lost = false;
                     continue;
                 }
-                // Exponential backoff with full jitter, so a restarted broker is not stampeded.
-                const auto cap = std::min<std::chrono::milliseconds>(
-                    config.reconnect_max, config.reconnect_min * (1LL << std::min(attempt, 16U)));
+                const auto delay =
+                    shared::backoffDelay(attempt, config.reconnect_min, config.reconnect_max, rng);
                 attempt += 1;
-                std::uniform_int_distribution<std::int64_t> jitter(config.reconnect_min.count() / 2,
-                                                                   cap.count());
-                cv.wait_for(lock, std::chrono::milliseconds(jitter(rng)), [&] { return stopping; });
+                cv.wait_for(lock, delay, [&] { return stopping; });
                 continue;
             }
             cv.wait(lock, [&] { return stopping || link_lost; });
@@ -169,7 +166,7 @@ shared::Result<std::unique_ptr<MqttLink>> MqttLink::create(const MqttConfig& con
                                                            const shared::Clock& clock,
                                                            MqttLinkHandlers handlers,
                                                            shared::MetricsRegistry& metrics) {
-    auto impl = std::make_unique<Impl>(config, topics, clock, std::move(handlers));
+    auto impl = std::make_unique<Impl>(config, clock, std::move(handlers));
     for (auto kind :
          {shared::TopicKind::Telemetry, shared::TopicKind::Alerts, shared::TopicKind::CommandAck}) {
         auto filter = topics.fleetFilter(kind, config.share_group);

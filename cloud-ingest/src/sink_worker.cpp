@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "tern/shared/backoff.h"
+
 namespace tern::ingest {
 
 using shared::Error;
@@ -34,18 +36,6 @@ std::string checkOptions(const SinkWorkerOptions& options) {
     if (options.poll_interval.count() <= 0) return "poll_interval must be positive";
     if (options.delivery_timeout.count() <= 0) return "delivery_timeout must be positive";
     return {};
-}
-
-// Full jitter over [0, min(max, min * 2^(failures - 1))]: the first retry waits up to
-// backoff_min, each further consecutive failure doubles the bound.
-std::chrono::milliseconds backoffDelay(unsigned failures, const SinkWorkerOptions& options,
-                                       std::mt19937_64& rng) {
-    // Doubling stops at 2^20 so the shift never overflows; backoff_max caps it long before.
-    const unsigned shift = std::min(failures > 0 ? failures - 1 : 0u, 20u);
-    const std::int64_t ceiling = std::min<std::int64_t>(
-        options.backoff_max.count(), options.backoff_min.count() * (std::int64_t{1} << shift));
-    std::uniform_int_distribution<std::int64_t> pick(0, std::max<std::int64_t>(ceiling, 0));
-    return std::chrono::milliseconds{pick(rng)};
 }
 
 // Where a sink's completion meets the worker. Owned jointly by the worker and by every
@@ -278,7 +268,10 @@ struct SinkWorker::Impl {
         if (!pending.empty()) {
             spdlog::debug("sink {}: {} of {} records to retry: {}", name(), pending.size(),
                           slice.size(), result.error);
-            next_attempt_at = now + backoffDelay(failures, options, rng);
+            // The first retry waits up to backoff_min; each further failure doubles the bound.
+            next_attempt_at =
+                now + shared::backoffDelay(failures > 0 ? failures - 1 : 0, options.backoff_min,
+                                           options.backoff_max, rng);
             // While the breaker is open nothing is sent; the attempt after the cooldown is the
             // half-open one.
             if (breaker_open) next_attempt_at = std::max(next_attempt_at, breaker_until);

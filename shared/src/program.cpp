@@ -1,6 +1,7 @@
 #include "tern/shared/program.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "tern/shared/version.h"
 
@@ -30,6 +31,20 @@ std::optional<int> parseCommandLine(CLI::App& app, int argc, const char* const* 
         return app.exit(e);
     }
     return std::nullopt;
+}
+
+void logReloadRefused(const std::string& path, const ConfigErrors& errors) {
+    spdlog::error("SIGHUP: {} not reloaded, the running config stays:\n{}", path,
+                  formatConfigErrors(errors));
+}
+
+void reloadLogging(LogConfig& current, const LogConfig& next, std::string_view program) {
+    if (next.level == current.level && next.format == current.format) return;
+    if (auto logging = initLogging(next, program); logging) {
+        current = next;
+    } else {
+        spdlog::error("SIGHUP: logging not changed: {}", logging.error().message());
+    }
 }
 
 }  // namespace tern::shared

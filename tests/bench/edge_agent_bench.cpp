@@ -32,6 +32,7 @@
 
 #include "edge_agent_process.h"
 #include "mosquitto_fixture.h"
+#include "process.h"
 #include "receipt_subscriber.h"
 #include "tern/edge/store/store.h"
 #include "tern/shared/clock.h"
@@ -228,12 +229,7 @@ struct ProcSample {
     std::map<std::uint64_t, std::uint32_t> stored;  // seq -> readings, from the agent's log
 };
 
-std::string readFile(const std::filesystem::path& file) {
-    std::ifstream in(file);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
+using test::readFile;
 
 ProcSample sampleProcess(pid_t pid, const test::EdgeAgentProcess& agent) {
     ProcSample out;

@@ -68,6 +68,7 @@
 #include <utility>
 #include <vector>
 
+#include "bare_raw_inserts.h"
 #include "ingest_process.h"
 #include "mosquitto_fixture.h"
 #include "process.h"
@@ -156,12 +157,7 @@ double seconds(std::chrono::steady_clock::duration d) {
     return std::chrono::duration<double>(d).count();
 }
 
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
+using test::readFile;
 
 std::string gatewayName(int g) { return fmt::format("gw-{:02d}", g); }
 
@@ -1623,12 +1619,6 @@ std::pair<SpoolRun, DrainRun> runSpoolAndDrain(test::MosquittoFixture& broker, p
 
 // --- the store without the daemon ----------------------------------------------------------------
 
-void check(int rc, sqlite3* db, const char* what) {
-    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        fail(fmt::format("{}: {}", what, sqlite3_errmsg(db)));
-    }
-}
-
 // The drain's first batches, in publishing order (gateways in turn), decoded.
 std::vector<std::pair<int, shared::TelemetryBatch>> storeRows(const Workload& w) {
     std::vector<std::pair<int, shared::TelemetryBatch>> out;
@@ -1650,59 +1640,20 @@ void removeDb(const fs::path& path) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
-// As timeseries_bench's baseline: the store's pragmas and day table, one prepared INSERT per
-// reading, one transaction per kBatchesPerTransaction batches, and nothing else.
+// The same baseline as timeseries_bench's (bare_raw_inserts.h).
 double bareInsertLoop(const fs::path& path,
                       const std::vector<std::pair<int, shared::TelemetryBatch>>& rows,
                       std::int64_t base_ms) {
-    removeDb(path);
-    sqlite3* db = nullptr;
-    check(sqlite3_open(path.c_str(), &db), db, "open");
-    const std::string pragmas = fmt::format(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-{}; "
-        "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
-        "PRAGMA journal_size_limit={};",
-        ingest::TimeseriesStoreConfig{}.cache_bytes / shared::kKiB, 16384 * 4096);
-    check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), db, "pragmas");
-    const std::string table = ingest::rawTableName(base_ms);
-    check(sqlite3_exec(db,
-                       ("CREATE TABLE " + table +
-                        "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT "
-                        "NULL, value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, "
-                        "sensor, time_ms)) WITHOUT ROWID")
-                           .c_str(),
-                       nullptr, nullptr, nullptr),
-          db, "create");
-    sqlite3_stmt* insert = nullptr;
-    check(sqlite3_prepare_v2(db,
-                             ("INSERT INTO " + table +
-                              "(gateway, sensor, time_ms, value, quality) VALUES (?, ?, ?, ?, ?) "
-                              "ON CONFLICT DO NOTHING")
-                                 .c_str(),
-                             -1, &insert, nullptr),
-          db, "prepare");
-    const auto began = std::chrono::steady_clock::now();
-    for (std::size_t first = 0; first < rows.size(); first += kBatchesPerTransaction) {
-        check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db, "begin");
-        const std::size_t end = std::min(rows.size(), first + kBatchesPerTransaction);
-        for (std::size_t b = first; b < end; ++b) {
-            const auto gateway = static_cast<sqlite3_int64>(rows[b].first) + 1;
-            for (const auto& r : rows[b].second.readings) {
-                sqlite3_bind_int64(insert, 1, gateway);
-                sqlite3_bind_int(insert, 2, r.sensor);
-                sqlite3_bind_int64(insert, 3, r.time_ms);
-                sqlite3_bind_double(insert, 4, r.value);
-                sqlite3_bind_int(insert, 5, static_cast<int>(r.quality));
-                check(sqlite3_step(insert), db, "insert");
-                sqlite3_reset(insert);
-            }
-        }
-        check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db, "commit");
-    }
-    const double elapsed = seconds(std::chrono::steady_clock::now() - began);
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
-    removeDb(path);
+    std::vector<bench::BareBatch> batches;
+    batches.reserve(rows.size());
+    for (const auto& [gateway, batch] : rows) batches.push_back({gateway + 1, &batch});
+    double elapsed = 0;
+    bench::bareRawInserts(path, batches, base_ms, kBatchesPerTransaction,
+                          ingest::TimeseriesStoreConfig{}.cache_bytes, [&](const auto& inserts) {
+                              const auto began = std::chrono::steady_clock::now();
+                              inserts();
+                              elapsed = seconds(std::chrono::steady_clock::now() - began);
+                          });
     return elapsed;
 }
 

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bare_raw_inserts.h"
 #include "tern/ingest/timeseries_store.h"
 #include "tern/shared/clock.h"
 #include "tern/shared/metrics.h"
@@ -105,66 +106,24 @@ private:
     double cpu_;
 };
 
-void check(int rc, sqlite3* db, const char* what) {
-    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        fmt::print(stderr, "{}: {}\n", what, sqlite3_errmsg(db));
-        std::exit(1);
-    }
-}
-
 void removeDb(const fs::path& path) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
 // The store's pragmas and the store's day table, one INSERT per reading.
 Timing bareInsertLoop(const fs::path& path, const Workload& w) {
-    sqlite3* db = nullptr;
-    check(sqlite3_open(path.c_str(), &db), db, "open");
-    // As TimeseriesStore::open sets them.
-    const std::string pragmas = fmt::format(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-{}; "
-        "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
-        "PRAGMA journal_size_limit={};",
-        kCacheBytes / shared::kKiB, 16384 * 4096);
-    check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), db, "pragmas");
-    const std::string table = ingest::rawTableName(kStartMs);
-    check(sqlite3_exec(db,
-                       ("CREATE TABLE " + table +
-                        "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT "
-                        "NULL, value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, "
-                        "sensor, time_ms)) WITHOUT ROWID")
-                           .c_str(),
-                       nullptr, nullptr, nullptr),
-          db, "create");
-    sqlite3_stmt* insert = nullptr;
-    check(sqlite3_prepare_v2(db,
-                             ("INSERT INTO " + table +
-                              "(gateway, sensor, time_ms, value, quality) VALUES (?, ?, ?, ?, ?) "
-                              "ON CONFLICT DO NOTHING")
-                                 .c_str(),
-                             -1, &insert, nullptr),
-          db, "prepare");
-    const Stopwatch watch;
-    for (std::size_t first = 0; first < w.batches.size(); first += kBatchesPerTransaction) {
-        check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db, "begin");
-        const std::size_t end = std::min(w.batches.size(), first + kBatchesPerTransaction);
-        for (std::size_t b = first; b < end; ++b) {
-            const auto gateway = static_cast<sqlite3_int64>(w.gateway_of[b]) + 1;
-            for (const auto& r : w.batches[b].readings) {
-                sqlite3_bind_int64(insert, 1, gateway);
-                sqlite3_bind_int(insert, 2, r.sensor);
-                sqlite3_bind_int64(insert, 3, r.time_ms);
-                sqlite3_bind_double(insert, 4, r.value);
-                sqlite3_bind_int(insert, 5, static_cast<int>(r.quality));
-                check(sqlite3_step(insert), db, "insert");
-                sqlite3_reset(insert);
-            }
-        }
-        check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db, "commit");
+    std::vector<bench::BareBatch> batches;
+    batches.reserve(w.batches.size());
+    for (std::size_t b = 0; b < w.batches.size(); ++b) {
+        batches.push_back({static_cast<std::int64_t>(w.gateway_of[b]) + 1, &w.batches[b]});
     }
-    const Timing elapsed = watch.elapsed();
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
+    Timing elapsed;
+    bench::bareRawInserts(path, batches, kStartMs, kBatchesPerTransaction, kCacheBytes,
+                          [&](const auto& inserts) {
+                              const Stopwatch watch;
+                              inserts();
+                              elapsed = watch.elapsed();
+                          });
     return elapsed;
 }
 

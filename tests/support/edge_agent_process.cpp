@@ -14,17 +14,6 @@
 
 namespace tern::test {
 
-namespace {
-
-std::string readAll(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-}  // namespace
-
 EdgeAgentProcess::EdgeAgentProcess(MosquittoFixture& broker, EdgeAgentOptions options)
     : broker_(broker),
       options_(std::move(options)),
@@ -106,7 +95,7 @@ std::optional<int> EdgeAgentProcess::waitExit(std::chrono::milliseconds timeout)
     return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
 
-std::string EdgeAgentProcess::log() const { return readAll(log_); }
+std::string EdgeAgentProcess::log() const { return readFile(log_); }
 
 std::map<std::uint64_t, std::uint32_t> EdgeAgentProcess::storedTelemetry() const {
     static const std::regex line(R"(stored telemetry epoch=(\d+) seq=(\d+) readings=(\d+))");
@@ -121,12 +110,7 @@ std::map<std::uint64_t, std::uint32_t> EdgeAgentProcess::storedTelemetry() const
 
 bool EdgeAgentProcess::waitForLog(const std::string& text,
                                   std::chrono::milliseconds timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (log().find(text) != std::string::npos) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return log().find(text) != std::string::npos;
+    return waitForFileText(log_, text, timeout);
 }
 
 }  // namespace tern::test

@@ -13,17 +13,6 @@
 
 namespace tern::test {
 
-namespace {
-
-std::string readAll(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-}  // namespace
-
 IngestProcess::IngestProcess(MosquittoFixture& broker, IngestOptions options)
     : broker_(broker),
       options_(std::move(options)),
@@ -110,15 +99,10 @@ std::optional<std::pair<int, std::string>> IngestProcess::post(const std::string
     return httpRequest(api_port_, "POST", path, body, headers);
 }
 
-std::string IngestProcess::log() const { return readAll(log_); }
+std::string IngestProcess::log() const { return readFile(log_); }
 
 bool IngestProcess::waitForLog(const std::string& text, std::chrono::milliseconds timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (log().find(text) != std::string::npos) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return log().find(text) != std::string::npos;
+    return waitForFileText(log_, text, timeout);
 }
 
 }  // namespace tern::test

@@ -38,14 +38,6 @@ std::string currentUser() {
     return pw->pw_name;
 }
 
-std::string readFile(const std::filesystem::path& p) {
-    std::ifstream in(p);
-    if (!in) throw std::runtime_error("cannot read " + p.string());
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 // The first "@NAME@" (NAME in [A-Z_]+) left in a filled template, if any.
 std::optional<std::string> firstPlaceholder(const std::string& text) {
     for (auto start = text.find('@'); start != std::string::npos;
@@ -93,7 +85,11 @@ std::string MosquittoFixture::uri() const { return "ssl://127.0.0.1:" + std::to_
 std::string MosquittoFixture::log() const { return readTail(log_, 8192); }
 
 void MosquittoFixture::writeConfig() {
-    std::string text = readFile(deployDir() / "mosquitto.conf.in");
+    const auto template_file = deployDir() / "mosquitto.conf.in";
+    if (!std::filesystem::is_regular_file(template_file)) {
+        throw std::runtime_error("cannot read " + template_file.string());
+    }
+    std::string text = readFile(template_file);
     const std::vector<std::pair<std::string, std::string>> values{
         {"@USER@", currentUser()},
         {"@BIND_ADDRESS@", "127.0.0.1"},

@@ -59,6 +59,23 @@ int runProcess(const std::vector<std::string>& argv, const std::filesystem::path
     return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
 
+std::string readFile(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream all;
+    all << in.rdbuf();
+    return all.str();
+}
+
+bool waitForFileText(const std::filesystem::path& file, const std::string& text,
+                     std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (readFile(file).find(text) != std::string::npos) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return readFile(file).find(text) != std::string::npos;
+}
+
 std::string readTail(const std::filesystem::path& file, std::size_t maxBytes) {
     std::ifstream in(file, std::ios::binary);
     if (!in) return "(no " + file.string() + ")";

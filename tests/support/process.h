@@ -33,6 +33,13 @@ void killProcess(pid_t& pid);
 int runProcess(const std::vector<std::string>& argv, const std::filesystem::path& output,
                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// The whole of a file ("" if it cannot be read).
+std::string readFile(const std::filesystem::path& file);
+
+// Waits (polling) until `file` contains `text`; false after `timeout`.
+bool waitForFileText(const std::filesystem::path& file, const std::string& text,
+                     std::chrono::milliseconds timeout);
+
 // The last `maxBytes` of a text file, for failure messages.
 std::string readTail(const std::filesystem::path& file, std::size_t maxBytes = 4096);
 

@@ -20,6 +20,7 @@
 #include "tern/edge/sample.h"
 #include "tern/edge/store/store.h"
 #include "tern/edge/uplink/uplink.h"
+#include "tern/shared/program.h"
 #include "tern/shared/sd_notify.h"
 #include "tern/shared/version.h"
 
@@ -163,30 +164,15 @@ shared::GatewayStatus statusOf(const EdgeConfig& config, const Store& store,
 
 // SIGHUP: rules and logging change at once; the rest needs a restart, and the log says so.
 void reload(EdgeConfig& config, const std::string& path, EdgeAssembly& assembly) {
-    auto loaded = shared::loadConfigFile(path, configSchema());
-    if (!loaded) {
-        spdlog::error("SIGHUP: {} not reloaded, the running config stays:\n{}", path,
-                      shared::formatConfigErrors(loaded.error()));
-        return;
-    }
-    if (auto errors = validateEdgeConfig(loaded.value(), path); !errors.empty()) {
-        spdlog::error("SIGHUP: {} not reloaded, the running config stays:\n{}", path,
-                      shared::formatConfigErrors(errors));
-        return;
-    }
-    auto& next = loaded.value();
+    auto loaded = shared::reloadConfig<EdgeConfig>(path, configSchema(), validateEdgeConfig);
+    if (!loaded) return;
+    const EdgeConfig& next = *loaded;
     if (auto applied = assembly.reloadRules(next); !applied) {
         spdlog::error("SIGHUP: rules not reloaded: {}", applied.error().message());
         return;
     }
     config.rules = next.rules;
-    if (next.log.level != config.log.level || next.log.format != config.log.format) {
-        if (auto logging = shared::initLogging(next.log, "tern-edge"); logging) {
-            config.log = next.log;
-        } else {
-            spdlog::error("SIGHUP: logging not changed: {}", logging.error().message());
-        }
-    }
+    shared::reloadLogging(config.log, next.log, "tern-edge");
     spdlog::info(
         "SIGHUP: reloaded {}: {} rules active; changes to sensors, [store], [uplink] "
         "and [agent] take effect at the next restart",

@@ -84,16 +84,6 @@ shared::ConfigErrors validateUplinkConfig(const UplinkConfig& config, const std:
     return errors;
 }
 
-std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::milliseconds min_delay,
-                                       std::chrono::milliseconds max_delay, std::mt19937_64& rng) {
-    // Doubling stops at 2^20 so the shift never overflows; max_delay caps it long before.
-    const auto shift = std::min(attempt, 20u);
-    const std::int64_t ceiling =
-        std::min<std::int64_t>(max_delay.count(), min_delay.count() * (std::int64_t{1} << shift));
-    std::uniform_int_distribution<std::int64_t> pick(0, std::max<std::int64_t>(ceiling, 0));
-    return std::chrono::milliseconds{pick(rng)};
-}
-
 RateLimiter::RateLimiter(std::uint64_t bytes_per_second)
     : rate_(bytes_per_second),
       capacity_(static_cast<double>(bytes_per_second)),

@@ -16,7 +16,6 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "edge_agent_process.h"
@@ -36,26 +35,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 constexpr auto kTimeout = 30s;
-
-// Telemetry rows still in an agent's store (not yet receipted).
-std::size_t unreceiptedTelemetry(const std::filesystem::path& store) {
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(store.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        sqlite3_close(db);
-        return SIZE_MAX;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    std::size_t rows = SIZE_MAX;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM messages WHERE lane = 1", -1, &stmt,
-                           nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-        rows = static_cast<std::size_t>(sqlite3_column_int64(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return rows;
-}
 
 template <class Predicate>
 bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
@@ -111,6 +90,12 @@ std::optional<std::int64_t> sqliteInteger(const std::filesystem::path& file,
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     return value;
+}
+
+// Telemetry rows still in an agent's store (not yet receipted); SIZE_MAX if unreadable.
+std::size_t unreceiptedTelemetry(const std::filesystem::path& store) {
+    const auto rows = sqliteInteger(store, "SELECT count(*) FROM messages WHERE lane = 1");
+    return rows ? static_cast<std::size_t>(*rows) : SIZE_MAX;
 }
 
 // Readings by (sensor name, time): what a gateway sent, or what an ingest stored.
@@ -381,28 +366,16 @@ TEST_F(IngestTest, KillNineMidStreamLosesNothingAndStoresEachReadingOnce) {
     std::this_thread::sleep_for(3s);
 
     // Stop producing, then let each agent drain what it still holds.
-    for (auto& agent : agents) {
-        ASSERT_EQ(agent->stop(), 0) << agent->log();
-        agent->options().sampleInterval = 1h;
-        agent->rewriteConfig("");
-        ASSERT_TRUE(agent->start()) << agent->log();
-    }
-    for (auto& agent : agents) {
-        ASSERT_TRUE(eventually([&] { return unreceiptedTelemetry(agent->storePath()) == 0; }, 60s))
-            << agent->options().gatewayId << " still holds unreceipted telemetry\n"
-            << ingest.log();
-    }
+    drainAgents(agents, [&] { return ingest.log(); });
+    if (HasFatalFailure()) return;
     for (auto& agent : agents) {
         const auto id = agent->options().gatewayId;
-        std::size_t produced = 0;
-        for (const auto& [seq, readings] : agent->storedTelemetry()) produced += readings;
+        const std::size_t produced = producedReadings(*agent);
         ASSERT_GT(produced, 1000u) << id;
         std::size_t stored = 0;
-        ASSERT_TRUE(eventually(
+        EXPECT_TRUE(eventually(
             [&] {
-                stored = 0;
-                for (int s = 0; s < 20; ++s)
-                    stored += rawSeries(ingest, id, "s" + std::to_string(s)).size();
+                stored = storedReadings(ingest, id, 20).size();
                 return stored >= produced;
             },
             kTimeout));
@@ -547,11 +520,14 @@ TEST_F(IngestTest, AFullSpoolStopsReceiptingAndLosesNothing) {
     with_spool_limits("[sinks]\ntsdb = false\n");
     ASSERT_TRUE(ingest.start()) << ingest.log();
     ReceiptSubscriber observer(broker_, {.clientId = "observer", .receipting = false});
-    EdgeAgentProcess agent(broker_, {.gatewayId = "gw-1",
-                                     .sensors = 50,
-                                     .sampleInterval = 10ms,  // 5,000 readings/s
-                                     .batchMaxAge = 200ms,
-                                     .receiptTimeout = "3s"});
+    std::vector<std::unique_ptr<EdgeAgentProcess>> agents;
+    agents.push_back(std::make_unique<EdgeAgentProcess>(
+        broker_, EdgeAgentOptions{.gatewayId = "gw-1",
+                                  .sensors = 50,
+                                  .sampleInterval = 10ms,  // 5,000 readings/s
+                                  .batchMaxAge = 200ms,
+                                  .receiptTimeout = "3s"}));
+    EdgeAgentProcess& agent = *agents.front();
     ASSERT_TRUE(agent.start()) << agent.log();
 
     ASSERT_TRUE(eventually(
@@ -565,39 +541,20 @@ TEST_F(IngestTest, AFullSpoolStopsReceiptingAndLosesNothing) {
     with_spool_limits("[sinks]\ntsdb = true\n");
     ingest.signal(SIGHUP);
     ASSERT_TRUE(ingest.waitForLog("sinks restarted (tsdb on)", kTimeout)) << ingest.log();
-    ASSERT_EQ(agent.stop(), 0) << agent.log();
-    agent.options().sampleInterval = 1h;
-    agent.rewriteConfig("");
-    ASSERT_TRUE(agent.start()) << agent.log();
-    ASSERT_TRUE(eventually([&] { return unreceiptedTelemetry(agent.storePath()) == 0; }, 90s))
-        << ingest.log();
+    drainAgents(agents, [&] { return ingest.log(); });
+    if (HasFatalFailure()) return;
 
-    std::size_t produced = 0;
-    for (const auto& [seq, readings] : agent.storedTelemetry()) produced += readings;
-    std::size_t stored = 0;
+    // Every reading, value for value, once; and as many as the agent logged as produced.
+    const auto sent = sentReadings(observer, "gw-1");
+    EXPECT_EQ(sent.size(), producedReadings(agent));
+    Readings stored;
     EXPECT_TRUE(eventually(
         [&] {
-            stored = 0;
-            for (int s = 0; s < 50; ++s)
-                stored += rawSeries(ingest, "gw-1", "s" + std::to_string(s)).size();
-            return stored >= produced;
+            stored = storedReadings(ingest, "gw-1", 50);
+            return stored.size() >= sent.size();
         },
         kTimeout));
-    EXPECT_EQ(stored, produced);
-    if (stored != produced) {
-        std::set<std::tuple<int, std::int64_t>> keys;
-        std::set<std::uint64_t> seqs;
-        std::size_t readings = 0;
-        for (const auto& m : observer.messages("gw-1")) {
-            if (m.batch() == nullptr || !seqs.insert(m.sequence.seq).second) continue;
-            for (const auto& r : m.batch()->readings) {
-                keys.insert({r.sensor, r.time_ms});
-                readings += 1;
-            }
-        }
-        ADD_FAILURE() << "observer: " << seqs.size() << " batches, " << readings << " readings, "
-                      << keys.size() << " distinct (sensor, time)";
-    }
+    EXPECT_EQ(stored, sent);
 
     // The alert the ingest raised while no store was configured was kept and stored since.
     bool high_water_alert = false;

@@ -94,4 +94,29 @@ int runProgram(
     return run(config.value(), options.config_path);
 }
 
+// Logs why a SIGHUP reload was refused (the running configuration stays).
+void logReloadRefused(const std::string& path, const ConfigErrors& errors);
+
+// SIGHUP: loads and validates the file again. Any error is logged with logReloadRefused and
+// yields nullopt, so the caller keeps what it runs.
+template <class Config>
+std::optional<Config> reloadConfig(
+    const std::string& path, const ConfigTable<Config>& schema,
+    const std::function<ConfigErrors(const Config&, const std::string& file)>& validate) {
+    ConfigResult<Config> loaded = loadConfigFile(path, schema);
+    if (!loaded) {
+        logReloadRefused(path, loaded.error());
+        return std::nullopt;
+    }
+    if (const auto errors = validate(loaded.value(), path); !errors.empty()) {
+        logReloadRefused(path, errors);
+        return std::nullopt;
+    }
+    return std::move(loaded.value());
+}
+
+// Applies a [log] table that changed; if the new one cannot be set up, the current one stays and
+// the error is logged.
+void reloadLogging(LogConfig& current, const LogConfig& next, std::string_view program);
+
 }  // namespace tern::shared

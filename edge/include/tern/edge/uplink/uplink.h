@@ -29,6 +29,7 @@
 #include <string>
 
 #include "tern/edge/store/store.h"
+#include "tern/shared/backoff.h"
 #include "tern/shared/clock.h"
 #include "tern/shared/config.h"
 #include "tern/shared/messages.h"
@@ -61,9 +62,7 @@ shared::ConfigTable<UplinkConfig> uplinkTable();
 // Problems the table cannot see: the gateway id must be topic-safe, the broker an ssl:// URL.
 shared::ConfigErrors validateUplinkConfig(const UplinkConfig& config, const std::string& file);
 
-// A random delay in [0, min(max, min_delay * 2^attempt)]: exponential backoff with full jitter.
-std::chrono::milliseconds backoffDelay(unsigned attempt, std::chrono::milliseconds min_delay,
-                                       std::chrono::milliseconds max_delay, std::mt19937_64& rng);
+using shared::backoffDelay;
 
 // A token bucket in bytes per second with one second of burst. A message larger than the burst
 // goes when the bucket is full and leaves it in debt, so the long-run rate holds.
