@@ -400,8 +400,13 @@ bool Intake::push(MqttMessage&& message) {
     impl_->queued_bytes += message.payload.size();
     impl_->queue.push_back(std::move(message));
     impl_->queue_bytes_gauge.set(static_cast<double>(impl_->queued_bytes));
+    // The intake thread waits for a first message, or for a full group: only those wake it,
+    // not every message of a burst (a futex call each, on Paho's receive thread).
+    const bool wake =
+        impl_->queue.size() == 1 ||
+        impl_->queue.size() == static_cast<std::size_t>(impl_->config.group_max_messages);
     lock.unlock();
-    impl_->not_empty.notify_one();
+    if (wake) impl_->not_empty.notify_one();
     return true;
 }
 
