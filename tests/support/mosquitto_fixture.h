@@ -55,6 +55,7 @@ public:
     std::string log() const;  // tail of the broker log, for failure messages
 
     bool running() const { return pid_ > 0; }
+    pid_t pid() const { return pid_; }
     // SIGKILL, as a crash would: no final persistence snapshot.
     void kill();
     // SIGTERM and wait (then SIGKILL if it does not exit within 10 s); writes a snapshot.

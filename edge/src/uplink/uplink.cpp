@@ -317,7 +317,11 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
 
     void scheduleReconnect() {
         if (stopping) return;
-        const auto delay = backoffDelay(attempt, config.reconnect_min, config.reconnect_max, rng);
+        auto delay = backoffDelay(attempt, config.reconnect_min, config.reconnect_max, rng);
+        const auto now = std::chrono::steady_clock::now();
+        if (now < offline_until) {
+            delay += std::chrono::ceil<std::chrono::milliseconds>(offline_until - now);
+        }
         attempt += 1;
         spdlog::info("uplink: reconnecting in {} ms (attempt {})", delay.count(), attempt);
         reconnect_timer.expires_after(delay);
@@ -328,6 +332,12 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
 
     void onConnected() {
         if (stopping) return;
+        if (std::chrono::steady_clock::now() < offline_until) {
+            // An attempt begun before the network was cut off: it cannot have got through.
+            dropSession();
+            scheduleReconnect();
+            return;
+        }
         up = true;
         attempt = 0;
         connects->inc();
@@ -486,6 +496,14 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
 
     void pump() {
         if (!up || stopping) return;
+        if (shared::toUnixMillis(clock.wallNow()) < shared::kEarliestPlausibleUnixMs) {
+            // Timestamps from a board that booted without a clock (1970) would be rejected by the
+            // cloud; they wait here until the clock syncs and Store::restamp corrects them.
+            if (!holding_for_clock) spdlog::warn("uplink: the clock is not set; holding data");
+            holding_for_clock = true;
+            return;
+        }
+        holding_for_clock = false;
         while (inflight.size() < static_cast<std::size_t>(config.inflight_window)) {
             auto next = pickNext();
             if (!next) break;
@@ -641,6 +659,32 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
+    // Ends the session as a lost link would (the broker publishes the will) without waiting.
+    void dropSession() {
+        try {
+            if (client->is_connected()) {
+                client->disconnect(mqtt::disconnect_options_builder()
+                                       .reason_code(mqtt::ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)
+                                       .finalize());
+            }
+        } catch (const mqtt::exception& e) {
+            spdlog::debug("uplink: dropping the session: {}", e.what());
+        }
+    }
+
+    void cutOff(std::chrono::milliseconds duration) {
+        if (stopping || !started) return;
+        offline_until = std::chrono::steady_clock::now() + duration;
+        spdlog::info("uplink: network cut off for {} ms", duration.count());
+        reconnect_timer.cancel();
+        if (up) {
+            dropSession();
+            onDisconnected("network cut off");
+        } else {
+            scheduleReconnect();
+        }
+    }
+
     void stop(std::chrono::milliseconds timeout) {
         if (stopping) return;
         stopping = true;
@@ -681,6 +725,8 @@ struct Uplink::Impl : std::enable_shared_from_this<Impl> {
     bool up = false;
     bool backlog_timer_armed = false;
     unsigned attempt = 0;
+    std::chrono::steady_clock::time_point offline_until{};
+    bool holding_for_clock = false;
     std::uint64_t session = 0;
     std::map<std::uint64_t, InFlight> inflight;
     std::uint64_t alert_cursor = 0;
@@ -755,6 +801,7 @@ void Uplink::start() { impl_->start(); }
 void Uplink::onStored() { impl_->pump(); }
 void Uplink::publishStatus() { impl_->publishStatusNow(shared::StatusKind::Update); }
 void Uplink::stop(std::chrono::milliseconds timeout) { impl_->stop(timeout); }
+void Uplink::cutOff(std::chrono::milliseconds duration) { impl_->cutOff(duration); }
 bool Uplink::connected() const { return impl_->up; }
 std::size_t Uplink::inFlight() const { return impl_->inflight.size(); }
 

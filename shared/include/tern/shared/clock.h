@@ -5,6 +5,7 @@
 // a Clock& so tests drive it instead of sleeping.
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 
 namespace tern::shared {
@@ -57,6 +58,10 @@ private:
     WallTime wall_;
     MonoTime mono_;
 };
+
+// 2025-01-01T00:00:00Z, before any Tern release: a wall clock reading earlier than this has not
+// been set (a board without a real-time clock boots in 1970), whatever the kernel says.
+inline constexpr std::int64_t kEarliestPlausibleUnixMs = 1'735'689'600'000;
 
 // Milliseconds since the Unix epoch, the unit of every timestamp on the wire.
 inline std::int64_t toUnixMillis(Clock::WallTime t) {

@@ -37,6 +37,9 @@ struct ProgramInfo {
     std::string_view name;            // "tern-edge"
     std::string_view summary;         // one line for --help
     std::string default_config_path;  // used when --config is not given
+    // Options of the program's own, added after the common ones; their values are set by the time
+    // run() is called.
+    std::function<void(CLI::App&)> add_options{};
 };
 
 // Runs a program whose configuration is bound by schema (its root table must hold the [log]
@@ -53,6 +56,7 @@ int runProgram(
     CLI::App app{std::string(info.summary), std::string(info.name)};
     CommonOptions options{info.default_config_path};
     addCommonOptions(app, info.name, options);
+    if (info.add_options) info.add_options(app);
     if (auto exit_code = parseCommandLine(app, argc, argv)) return *exit_code;
     if (options.print_config_reference) {
         std::cout << renderMarkdown(schema);

@@ -11,6 +11,10 @@
 // "In flight" means published and not yet covered by a receipt: the window is bounded by
 // receipts, not PUBACKs. When the session drops, or no receipt arrives within receipt_timeout,
 // everything unreceipted becomes backlog again and is resent with the same (epoch, seq).
+// Nothing but Status goes while the wall clock reads before shared::kEarliestPlausibleUnixMs (a
+// board that booted in 1970): those timestamps wait in the store for the clock to sync and
+// Store::restamp to correct them. An unsynchronised clock that reads a plausible time sends, and
+// its messages say clock_synced = false.
 //
 // Session: clean start; a retained Status birth (with the sensor table) right after connecting,
 // a retained Status death as the will, both carrying a session number that grows per connect.
@@ -113,6 +117,11 @@ public:
     void publishStatus();
     // Publishes the death status, disconnects and stops reconnecting; waits at most `timeout`.
     void stop(std::chrono::milliseconds timeout);
+
+    // The network is gone for `duration` (tern-sim's outages): the session ends as a lost link
+    // would, so the broker publishes the will, and no connection is tried before the time is up.
+    // Whatever was in flight is sent again after reconnecting, as after any lost session.
+    void cutOff(std::chrono::milliseconds duration);
 
     bool connected() const;
     std::size_t inFlight() const;
