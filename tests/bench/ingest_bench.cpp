@@ -69,6 +69,7 @@
 #include <vector>
 
 #include "bare_raw_inserts.h"
+#include "proc_stats.h"
 #include "ingest_process.h"
 #include "mosquitto_fixture.h"
 #include "process.h"
@@ -868,16 +869,7 @@ struct CpuSample {
     std::map<int, std::string> names;  // tid -> comm (Paho names its threads; ours are unnamed)
 };
 
-double statCpuSeconds(const std::string& stat) {
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream fields(stat.substr(close + 1));
-    std::vector<std::string> after;
-    for (std::string field; fields >> field;) after.push_back(field);
-    if (after.size() < 13) return 0;
-    const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-    return static_cast<double>(std::stoull(after[11]) + std::stoull(after[12])) / ticks;
-}
+using tern::bench::statCpuSeconds;
 
 CpuSample sampleCpu(pid_t pid, bool threads) {
     CpuSample s;
