@@ -120,10 +120,10 @@ private:
 
     void schedule(VirtualGateway& gw) {
         const auto& plan = gw.plan;
-        at(plan.power_on, [this, &gw] { boot(gw); });
+        at(plan.power_on, [this, &gw, when = plan.power_on] { boot(gw, when); });
         for (const auto& reboot : plan.reboots) {
             at(reboot.at, [this, &gw] { shutDown(gw); });
-            at(reboot.end(), [this, &gw] { boot(gw); });
+            at(reboot.end(), [this, &gw, when = reboot.end()] { boot(gw, when); });
         }
         for (const auto& outage : plan.network_outages) {
             at(outage.at, [&gw, outage] {
@@ -149,8 +149,10 @@ private:
             std::chrono::steady_clock::now() - zero_);
     }
 
-    edge::EdgeConfig configFor(const VirtualGateway& gw) const {
-        auto config = bootConfig(gw.plan, sinceZero(), gw.boots);
+    // `planned` is the boot's time on the timeline, not when its timer fired: a sensor fault due at
+    // that very moment must not be lost to a few milliseconds of timer latency.
+    edge::EdgeConfig configFor(const VirtualGateway& gw, std::chrono::milliseconds planned) const {
+        auto config = bootConfig(gw.plan, planned, gw.boots);
         config.store.max_bytes = config_.fleet.store_max_bytes;
         config.store.max_age = config_.fleet.store_max_age;
         auto& up = config.uplink;
@@ -167,9 +169,9 @@ private:
         return config;
     }
 
-    void boot(VirtualGateway& gw) {
+    void boot(VirtualGateway& gw, std::chrono::milliseconds planned) {
         if (gw.running || !gw.error.empty()) return;
-        const auto config = configFor(gw);
+        const auto config = configFor(gw, planned);
         if (!gw.clock) {
             // Power-on: a board without a clock reads 1970 until it syncs.
             const bool synced = !gw.plan.clock_sync_at;
@@ -246,7 +248,7 @@ private:
         signals_.cancel();
         const auto now = sinceZero();
         for (auto& gw : gateways_) {
-            if (!gw->running && gw->boots > 0) boot(*gw);
+            if (!gw->running && gw->boots > 0) boot(*gw, now);
             if (!gw->running) continue;
             gw->running->stopSources();
             for (const auto& outage : gw->plan.network_outages) {
