@@ -344,14 +344,18 @@ private:
             VerifyOptions verify;
             verify.url = options_.verify_url;
             verify.token = options_.verify_token;
-            std::chrono::milliseconds max_skew{0};
+            // Exactly this run's readings: a gateway's clock may be behind or ahead by its skew,
+            // and an earlier run with the same ids must not count.
+            std::chrono::milliseconds behind{0}, ahead{0};
             for (const auto& gw : plan_.gateways) {
                 for (const auto& step : gw.clock_steps) {
-                    max_skew = std::max(max_skew, std::chrono::abs(step.offset));
+                    behind = std::max(behind, -step.offset);
+                    ahead = std::max(ahead, step.offset);
                 }
             }
-            verify.from_ms = run_start_ms_ - max_skew.count() - 3'600'000;
-            verify.to_ms = ended_ms + max_skew.count() + 3'600'000;
+            constexpr std::int64_t kMarginMs = 5'000;
+            verify.from_ms = run_start_ms_ - behind.count() - kMarginMs;
+            verify.to_ms = ended_ms + ahead.count() + kMarginMs;
             spdlog::info("verifying against {}", verify.url);
             const auto result = verifyRun(plan_, reports_, verify);
             json problems = json::array();

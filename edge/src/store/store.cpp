@@ -566,7 +566,12 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, StoreOptions
 
     std::error_code ec;
     const bool exists = fs::exists(path, ec);
-    Opened opened = openDatabase(path, true, 1, max_disk);
+    // A new file's epoch is the wall clock's Unix seconds: a gateway whose store was wiped (a new
+    // SD card, a deleted file, a simulator's memory store) must not reuse (epoch, seq) pairs the
+    // cloud already holds, which it would drop as duplicates. An existing file keeps its epoch.
+    const std::int64_t open_ms = shared::toUnixMillis(clock.wallNow());
+    const std::uint64_t clock_epoch = open_ms > 0 ? static_cast<std::uint64_t>(open_ms / 1000) : 0;
+    Opened opened = openDatabase(path, true, std::max<std::uint64_t>(clock_epoch, 1), max_disk);
     if (!opened.db && exists && opened.corrupt) {
         const std::int64_t now_ms = shared::toUnixMillis(clock.wallNow());
         const std::string aside = path + ".corrupt-" + std::to_string(now_ms);

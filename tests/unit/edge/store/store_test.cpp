@@ -109,14 +109,15 @@ protected:
 TEST_F(StoreTest, AssignsSequencesAndPayloadsDecodeToTheStampedBatch) {
     auto store = open();
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->epoch(), 1u);
+    // A new file's epoch is the clock's Unix seconds, so a wiped store never reuses old pairs.
+    EXPECT_EQ(store->epoch(), static_cast<std::uint64_t>(kStartMs / 1000));
     const auto input = batch(20);
     auto first = store->storeBatch(input);
     ASSERT_TRUE(first);
-    EXPECT_EQ(first.value(), (shared::Sequence{1, 1}));
+    EXPECT_EQ(first.value(), (shared::Sequence{store->epoch(), 1}));
     auto second = store->storeAlert(alert(7));
     ASSERT_TRUE(second);
-    EXPECT_EQ(second.value(), (shared::Sequence{1, 2}));
+    EXPECT_EQ(second.value(), (shared::Sequence{store->epoch(), 2}));
 
     auto stored = store->get(1);
     ASSERT_TRUE(stored);
@@ -127,7 +128,7 @@ TEST_F(StoreTest, AssignsSequencesAndPayloadsDecodeToTheStampedBatch) {
     ASSERT_TRUE(decoded) << decoded.error().message();
     auto expected = input;
     expected.gateway_id = "gw-1";
-    expected.sequence = {1, 1};
+    expected.sequence = {store->epoch(), 1};
     EXPECT_EQ(decoded.value(), expected);
 
     auto stored_alert = store->get(2);
@@ -135,7 +136,7 @@ TEST_F(StoreTest, AssignsSequencesAndPayloadsDecodeToTheStampedBatch) {
     auto decoded_alert = shared::decodeAlert(stored_alert->payload);
     ASSERT_TRUE(decoded_alert) << decoded_alert.error().message();
     EXPECT_EQ(decoded_alert.value().gateway_id, "gw-1");
-    EXPECT_EQ(decoded_alert.value().sequence, (shared::Sequence{1, 2}));
+    EXPECT_EQ(decoded_alert.value().sequence, (shared::Sequence{store->epoch(), 2}));
     EXPECT_EQ(decoded_alert.value().incident_id, 7u);
 
     const auto backlog = store->backlog();
@@ -357,15 +358,17 @@ TEST_F(StoreTest, TruncatedFileIsRecoveredWithAnEpochAboveTheOldOne) {
     const auto size = fs::file_size(path_);
     ASSERT_GT(size, 8u * 4096u);
     fs::resize_file(path_, size / 2 + 1000);  // mid-page
-    // Nothing in a file truncated below its header's page count can be read, the old epoch
-    // included: the new epoch comes from the wall clock (Unix seconds).
+    // Found at a later boot. Nothing in a file truncated below its header's page count can be
+    // read, the old epoch included: the new epoch comes from the wall clock (Unix seconds).
+    clock_.advance(std::chrono::hours(1));
+    const std::int64_t now_ms = kStartMs + 3'600'000;
     auto store = open();
     ASSERT_TRUE(store);
     EXPECT_TRUE(store->recovered());
     EXPECT_GT(store->epoch(), old_epoch);
-    EXPECT_EQ(store->epoch(), static_cast<std::uint64_t>(kStartMs / 1000));
+    EXPECT_EQ(store->epoch(), static_cast<std::uint64_t>(now_ms / 1000));
     EXPECT_TRUE(store->storeBatch(batch(5)));
-    EXPECT_TRUE(fs::exists(path_ + ".corrupt-" + std::to_string(kStartMs)));
+    EXPECT_TRUE(fs::exists(path_ + ".corrupt-" + std::to_string(now_ms)));
 }
 
 TEST_F(StoreTest, EvictsOldestTelemetryByBytesAndKeepsAlerts) {

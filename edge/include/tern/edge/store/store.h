@@ -16,8 +16,9 @@
 //   (the uplink cannot ever publish it: discardOversize).
 // - Sequences: (epoch, seq). seq grows by one per stored message, shared by both lanes, and is
 //   persisted in the meta table in the same transaction as the row, so it never repeats within
-//   an epoch, even after every row has been deleted. epoch is 1 for a new file and grows each time
-//   a corrupt file is replaced (see Store::open).
+//   an epoch, even after every row has been deleted. A new file's epoch is the wall clock's Unix
+//   seconds (1 if the clock reads before 1970-01-01T00:00:01), so a wiped store does not reuse
+//   pairs the cloud holds; it grows each time a corrupt file is replaced (see Store::open).
 // - Payloads are stored encoded (shared::encodeBatch / encodeAlert, gateway_id and sequence
 //   filled in), so resending is a read, never a re-encode. The one rewrite is restamp(): a
 //   message whose timestamps came from an unsynchronised clock (clock_synced false) remembers
