@@ -69,9 +69,9 @@
 #include <vector>
 
 #include "bare_raw_inserts.h"
-#include "proc_stats.h"
 #include "ingest_process.h"
 #include "mosquitto_fixture.h"
+#include "proc_stats.h"
 #include "process.h"
 #include "temp_dir.h"
 #include "tern/ingest/timeseries_store.h"
