@@ -213,8 +213,8 @@ int run(IngestConfig config, const std::string& config_path) {
 
     std::unique_ptr<MqttLink> link;
     IntakeHooks hooks;
-    hooks.publish = [&link](const std::string& topic, const shared::Bytes& payload) {
-        return link->publish(topic, payload);
+    hooks.publish = [&link](const std::string& topic, const shared::Bytes& payload, int qos) {
+        return link->publish(topic, payload, qos);
     };
     hooks.spooled = [&sinks] { sinks.notify(); };
     hooks.birth = [&sinks](const std::string& gateway,

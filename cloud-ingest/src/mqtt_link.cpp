@@ -248,13 +248,13 @@ bool MqttLink::connected() const { return impl_->is_connected; }
 bool MqttLink::subscribed() const { return impl_->is_subscribed; }
 
 shared::VoidResult MqttLink::publish(const std::string& topic,
-                                     std::span<const std::uint8_t> payload) {
+                                     std::span<const std::uint8_t> payload, int qos) {
     if (!impl_->is_connected) {
         impl_->publish_failures->inc();
         return shared::Error::retry("not_connected", "not connected to the broker");
     }
     try {
-        impl_->client->publish(topic, payload.data(), payload.size(), 1, false);
+        impl_->client->publish(topic, payload.data(), payload.size(), qos, false);
         impl_->publishes->inc();
         return shared::success();
     } catch (const mqtt::exception& e) {

@@ -32,9 +32,9 @@
 
 namespace tern::ingest {
 
-// Where the intake publishes receipts and commands (the MqttLink in the daemon).
-using Publisher =
-    std::function<shared::VoidResult(const std::string& topic, const shared::Bytes& payload)>;
+// Where the intake publishes receipts (QoS 0) and commands (QoS 1): the MqttLink in the daemon.
+using Publisher = std::function<shared::VoidResult(const std::string& topic,
+                                                   const shared::Bytes& payload, int qos)>;
 
 struct IntakeHooks {
     Publisher publish;

@@ -9,9 +9,10 @@
 //                                                                     not delivered to shared ones
 //   <prefix>/gw/+/receipt (with a share group)                        what the other processes
 //                                                                     spooled (admitElsewhere)
-// Receipts and commands are published QoS 1 without waiting: a receipt that is lost is replaced by
-// the next one (they are cumulative), and a gateway that got none retransmits and so makes another
-// one due.
+// Receipts are published QoS 0 and commands QoS 1, neither waited for: a receipt that is lost is
+// replaced by the next one (they are cumulative), and a gateway that got none retransmits and so
+// makes another one due. QoS 1 receipts were bounded by the broker's receive maximum (mosquitto's
+// max_inflight_messages, 20 messages in flight): at 2,500 gateways they fell behind.
 //
 // Threads: the message handler and on_connected run on Paho's callback thread; everything else may
 // be called from any thread. The message handler may block (that is the intake's backpressure:
@@ -71,7 +72,8 @@ public:
 
     // QoS 1, not retained, without waiting for the PUBACK. Errors: "not_connected",
     // "publish_failed" (both retry).
-    shared::VoidResult publish(const std::string& topic, std::span<const std::uint8_t> payload);
+    shared::VoidResult publish(const std::string& topic, std::span<const std::uint8_t> payload,
+                               int qos);
 
     // Unsubscribes nothing (the session keeps the subscriptions for the next start), disconnects.
     void stop(std::chrono::milliseconds timeout);
