@@ -272,12 +272,10 @@ private:
     }
 
     void showProgress() {
-        std::uint64_t gateways = 0, running = 0, connected = 0, produced = 0, backlog = 0,
-                      alerts = 0;
+        std::uint64_t running = 0, connected = 0, produced = 0, backlog = 0, alerts = 0;
         for (const auto& worker : workers_) {
             const auto& p = worker.progress;
             if (!p.contains("produced")) continue;
-            gateways += p.at("gateways").get<std::uint64_t>();
             running += p.at("running").get<std::uint64_t>();
             connected += p.at("connected").get<std::uint64_t>();
             produced += p.at("produced").get<std::uint64_t>();
@@ -297,7 +295,6 @@ private:
             "msgs  alerts {}  produced {}",
             elapsed / 60, elapsed % 60, connected, plan_.gateways.size(), running, rate, backlog,
             alerts, produced);
-        (void)gateways;
         if (terminal_) {
             std::cout << "\r\033[K" << line << std::flush;
         } else if (now - last_quiet_line_ >= kQuietProgressInterval) {

@@ -85,7 +85,6 @@ class Worker {
 public:
     Worker(const SimConfig& config, const FleetPlan& plan, const WorkerSlice& slice)
         : config_(config),
-          slice_(slice),
           progress_(io_, kProgressInterval, [this] { reportProgress(); }),
           signals_(io_, SIGTERM, SIGINT) {
         const auto since_zero = std::chrono::milliseconds(nowUnixMs() - slice.run_start_unix_ms);
@@ -271,9 +270,8 @@ private:
             if (gw->store) backlog += gw->store->backlog().messages;
         }
         if (backlog > 0 && std::chrono::steady_clock::now() < drain_deadline_) {
-            auto& timer = timers_.emplace_back(io_);
-            timer.expires_after(kDrainPoll);
-            timer.async_wait([this](const boost::system::error_code& ec) {
+            drain_timer_.expires_after(kDrainPoll);
+            drain_timer_.async_wait([this](const boost::system::error_code& ec) {
                 if (!ec) drainPoll();
             });
             return;
@@ -328,7 +326,6 @@ private:
     }
 
     const SimConfig& config_;
-    WorkerSlice slice_;
     boost::asio::io_context io_;
     std::chrono::steady_clock::time_point zero_;
     std::vector<std::unique_ptr<VirtualGateway>> gateways_;
@@ -337,6 +334,7 @@ private:
     boost::asio::signal_set signals_;
     bool finishing_ = false;
     std::chrono::steady_clock::time_point drain_deadline_;
+    boost::asio::steady_timer drain_timer_{io_};
 };
 
 }  // namespace
