@@ -95,6 +95,7 @@ void MosquittoFixture::writeConfig() {
         {"@BIND_ADDRESS@", "127.0.0.1"},
         {"@PORT@", std::to_string(port_)},
         {"@CA_FILE@", pki_.caCert().string()},
+        {"@CRL_FILE@", pki_.crl().string()},
         {"@CERT_FILE@", pki_.server().cert.string()},
         {"@KEY_FILE@", pki_.server().key.string()},
         {"@DATA_DIR@", dataDir_.string() + "/"},

@@ -12,8 +12,18 @@ namespace {
 constexpr const char* kOpenssl = "/usr/bin/openssl";
 constexpr const char* kValidDays = "2";
 
-// One config for every step: the dn section is empty because subjects come from -subj.
+// One config for every step: the dn section is empty because subjects come from -subj; the ca
+// section serves only the revocation list (`openssl ca -revoke` and `-gencrl`).
 constexpr const char* kConfig = R"(
+[ca]
+default_ca = tern_ca
+[tern_ca]
+database = $dir/index.txt
+crlnumber = $dir/crlnumber
+certificate = $dir/ca.crt
+private_key = $dir/ca.key
+default_md = sha256
+default_crl_days = 2
 [req]
 distinguished_name = dn
 [dn]
@@ -50,7 +60,7 @@ TestPki::TestPki(std::filesystem::path dir, std::string caName) : dir_(std::move
     std::filesystem::permissions(dir_, std::filesystem::perms::owner_all);
     {
         std::ofstream cfg(dir_ / "openssl.cnf");
-        cfg << kConfig;
+        cfg << "dir = " << dir_.string() << "\n" << kConfig;
         if (!cfg) throw std::runtime_error("cannot write " + (dir_ / "openssl.cnf").string());
     }
     caKey_ = generateKey("ca");
@@ -59,6 +69,22 @@ TestPki::TestPki(std::filesystem::path dir, std::string caName) : dir_(std::move
              "-subj", "/CN=" + caName, "-config", (dir_ / "openssl.cnf").string(), "-extensions",
              "v3_ca", "-out", caCert_.string()});
     server_ = issue("localhost", "server", true);
+    std::ofstream(dir_ / "index.txt").flush();
+    std::ofstream(dir_ / "crlnumber") << "01\n";
+    crl_ = dir_ / "crl.pem";
+    writeCrl();
+}
+
+void TestPki::revoke(const std::string& cn) {
+    const auto it = clients_.find(cn);
+    if (it == clients_.end()) throw std::invalid_argument("no client certificate for " + cn);
+    openssl(
+        {"ca", "-config", (dir_ / "openssl.cnf").string(), "-revoke", it->second.cert.string()});
+    writeCrl();
+}
+
+void TestPki::writeCrl() {
+    openssl({"ca", "-config", (dir_ / "openssl.cnf").string(), "-gencrl", "-out", crl_.string()});
 }
 
 const TlsIdentity& TestPki::client(const std::string& cn) {

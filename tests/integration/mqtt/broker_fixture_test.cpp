@@ -113,6 +113,16 @@ TEST_F(BrokerFixtureTest, ClientWithoutCertificateIsRejected) {
                  std::exception);
 }
 
+// The deploy config loads the CA's revocation list: a revoked gateway is refused at the TLS
+// handshake once the broker has restarted with the new list, and the others are not.
+TEST_F(BrokerFixtureTest, ARevokedGatewayIsRefusedAfterTheBrokerRestarts) {
+    ASSERT_NO_THROW(connect("gw-b"));
+    broker_->pki().revoke("gw-b");
+    broker_->restart();
+    EXPECT_THROW(connect("gw-b"), std::exception);
+    EXPECT_NO_THROW(connect("gw-a"));
+}
+
 TEST_F(BrokerFixtureTest, ClientCertificateFromAnotherCaIsRejected) {
     TempDir otherDir("tern-other-pki");
     TestPki other(otherDir.path(), "Rogue CA");

@@ -17,7 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scenarioDir() { return fs::path(__FILE__).parent_path() / "../../../simulator/scenarios"; }
+fs::path scenarioDir() { return fs::path(TERN_SOURCE_DIR) / "simulator/scenarios"; }
 
 shared::ConfigResult<SimConfig> load(const std::string& text) {
     return shared::loadConfigString(text, "scenario.toml", configSchema());

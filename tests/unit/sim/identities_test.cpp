@@ -45,8 +45,7 @@ CommandOutput run(const std::string& command) {
 
 std::string quote(const fs::path& path) { return "'" + path.string() + "'"; }
 
-// Unit tests have no TERN_SOURCE_DIR; the script is found from this file's place in the tree.
-fs::path pkiScript() { return fs::path(__FILE__).parent_path() / "../../../scripts/pki"; }
+fs::path pkiScript() { return fs::path(TERN_SOURCE_DIR) / "scripts/pki"; }
 
 std::string readFile(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
