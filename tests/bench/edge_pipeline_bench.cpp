@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "pipeline_config.h"
 #include "tern/edge/assembly.h"
 #include "tern/edge/config.h"
 #include "tern/edge/sources/simulated_source.h"
@@ -34,46 +35,6 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 namespace {
 
 using namespace tern;
-
-constexpr int kSensors = 100;
-constexpr const char* kModes[] = {"raw", "aggregate", "deadband", "swinging-door"};
-
-// The config a fleet operator would write for 100 sensors: the seed's four kinds in turn, five
-// rules on each, a quarter of the sensors per downsampling mode.
-std::string benchConfig(bool with_rules, bool with_downsampling) {
-    std::string toml =
-        "[uplink]\ngateway_id = \"gw-1\"\n[batch]\nmax_readings = 1000\nmax_age = \"10s\"\n";
-    const char* kinds[] = {"temperature", "humidity", "vibration", "power"};
-    for (int i = 0; i < kSensors; ++i) {
-        toml += fmt::format(
-            "[[sensor]]\nname = \"s{0}\"\nkind = \"{1}\"\nsource = \"simulated\"\ninterval = "
-            "\"1s\"\n"
-            "[sensor.simulated]\nmodel = \"sine\"\nbase = {2}\namplitude = 2.0\nperiod = "
-            "\"1h\"\nnoise = 0.05\n"
-            "resolution = 0.01\nseed = {0}\n",
-            i, kinds[i % 4], 20 + i);
-        const std::string mode = with_downsampling ? kModes[i % 4] : "raw";
-        toml += fmt::format("[sensor.downsample]\nmode = \"{}\"\n", mode);
-        if (mode == "aggregate") toml += "window = \"1m\"\n";
-        if (mode == "deadband") toml += "deadband = 0.1\n";
-        if (mode == "swinging-door") toml += "error = 0.05\n";
-        if (!with_rules) continue;
-        toml += fmt::format(
-            "[[rule]]\nid = \"s{0}-high\"\nsensor = \"s{0}\"\ntype = \"threshold\"\nabove = "
-            "{1}\nhysteresis = 0.5\n"
-            "min_duration = \"5s\"\n"
-            "[[rule]]\nid = \"s{0}-rate\"\nsensor = \"s{0}\"\ntype = \"rate_of_change\"\nmax_rate "
-            "= 5.0\n"
-            "[[rule]]\nid = \"s{0}-sigma\"\nsensor = \"s{0}\"\ntype = \"zscore\"\nwindow = 60\nk = "
-            "3.0\n"
-            "[[rule]]\nid = \"s{0}-stuck\"\nsensor = \"s{0}\"\ntype = \"flatline\"\nduration = "
-            "\"5m\"\n"
-            "[[rule]]\nid = \"s{0}-missing\"\nsensor = \"s{0}\"\ntype = \"missing\"\ntimeout = "
-            "\"30s\"\n",
-            i, 20 + i + 1.9);
-    }
-    return toml;
-}
 
 struct CountingSink final : edge::SampleSink {
     std::uint64_t samples = 0;
@@ -110,8 +71,8 @@ struct Row {
 // Runs `seconds` simulated seconds (100 readings each) through the chosen stages, after a
 // warm-up long enough for windows, rings and batch buffers to reach their size.
 Row run(const char* name, bool pipeline_on, bool with_rules, bool with_downsampling, bool encode) {
-    auto config = shared::loadConfigString(benchConfig(with_rules, with_downsampling), "bench.toml",
-                                           edge::configSchema());
+    auto config = shared::loadConfigString(bench::pipelineConfig(with_rules, with_downsampling),
+                                           "bench.toml", edge::configSchema());
     if (!config) {
         fmt::print(stderr, "{}", shared::formatConfigErrors(config.error()));
         std::exit(1);
@@ -152,9 +113,9 @@ Row run(const char* name, bool pipeline_on, bool with_rules, bool with_downsampl
         for (int s = 0; s < kSeconds; ++s) step();
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        best = std::max(best, static_cast<double>(kSeconds) * kSensors / elapsed);
+        best = std::max(best, static_cast<double>(kSeconds) * bench::kSensors / elapsed);
     }
-    const double readings = static_cast<double>(kSeconds) * kSensors * kPasses;
+    const double readings = static_cast<double>(kSeconds) * bench::kSensors * kPasses;
     return Row{name, best,
                static_cast<double>(g_allocations.load() - allocations_before) / readings,
                alerts.alerts, batches.batches};
@@ -164,7 +125,7 @@ Row run(const char* name, bool pipeline_on, bool with_rules, bool with_downsampl
 
 int main() {
     fmt::print("Tern edge pipeline benchmark: {} simulated sensors at 1 Hz, one core\n\n",
-               kSensors);
+               bench::kSensors);
     const Row rows[] = {
         run("source only (baseline)", false, false, false, false),
         run("+ pipeline, raw, batching", true, false, false, false),

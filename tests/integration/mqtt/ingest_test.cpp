@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "edge_agent_process.h"
+#include "eventually.h"
 #include "ingest_process.h"
 #include "mosquitto_fixture.h"
 #include "net.h"
@@ -35,16 +36,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 constexpr auto kTimeout = 30s;
-
-template <class Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (predicate()) return true;
-        std::this_thread::sleep_for(100ms);
-    }
-    return predicate();
-}
 
 json getJson(const IngestProcess& ingest, const std::string& path) {
     auto response = ingest.get(path);
