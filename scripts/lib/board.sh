@@ -1,7 +1,8 @@
 # Reads a board's profile (boards/<name>/board.toml) for the scripts: sourced, not run.
-# board_load NAME sets BOARD_DIR, BOARD_NAME, BOARD_ARCH (Debian architecture), BOARD_TOOLCHAIN
-# (the cross triple, empty for the host compiler), BOARD_CPU_FLAGS and BOARD_QEMU, from the
-# top-level keys, which board.toml keeps as one-line strings for this reason.
+# board_load NAME sets BOARD_DIR, BOARD_NAME, BOARD_ARCH (Debian architecture) and BOARD_TOOLCHAIN
+# (the cross triple, empty for the host compiler) from the top-level keys, which board.toml keeps
+# as one-line strings for this reason. CMake reads cpu_flags itself (boards/board.cmake); the
+# emulator goes with the toolchain file.
 
 board_value() {  # board_value FILE KEY: the KEY = "value" line before the first [table]
     awk -v key="$2" '
@@ -21,8 +22,6 @@ board_load() {
     BOARD_NAME=$(board_value "$BOARD_DIR/board.toml" name)
     BOARD_ARCH=$(board_value "$BOARD_DIR/board.toml" arch)
     BOARD_TOOLCHAIN=$(board_value "$BOARD_DIR/board.toml" toolchain)
-    BOARD_CPU_FLAGS=$(board_value "$BOARD_DIR/board.toml" cpu_flags)
-    BOARD_QEMU=$(board_value "$BOARD_DIR/board.toml" qemu)
     [[ $BOARD_NAME == "$name" && -n $BOARD_ARCH ]] ||
         { echo "$BOARD_DIR/board.toml: name must be \"$name\" and arch must be set" >&2; exit 2; }
 }
