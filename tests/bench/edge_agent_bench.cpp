@@ -2,8 +2,10 @@
 // with a receipt-sending subscriber standing in for the ingest, in one run:
 //   1. how fast a backlog left by a 10-minute outage at 1,000 readings/s drains once the broker is
 //      reachable again, with the default in-flight window beside a window of four messages;
-//   2. what the agent costs in memory and CPU at 1,000 readings/s beside one sensor at 1 Hz, and
-//      which mappings (binary, shared libraries, heap, thread stacks) its resident memory is.
+//   2. what the agent costs in memory and CPU at 1,000 readings/s beside one sensor at 1 Hz and
+//      beside the floor (paho_tls_floor: a bare Paho MQTT C++ client over TLS, which any agent on
+//      this stack pays for), and which mappings (binary, shared libraries, heap, thread stacks)
+//      its resident memory is.
 // Every figure is measured in this run: drains by polling the agent's SQLite file, memory and CPU
 // from /proc/<pid>.
 
@@ -34,6 +36,7 @@
 #include "mosquitto_fixture.h"
 #include "process.h"
 #include "receipt_subscriber.h"
+#include "temp_dir.h"
 #include "tern/edge/store/store.h"
 #include "tern/shared/clock.h"
 #include "tern/shared/messages.h"
@@ -45,6 +48,7 @@ using namespace tern;
 using namespace std::chrono_literals;
 
 constexpr const char* kGateway = "gw-1";
+constexpr const char* kFloorGateway = "gw-floor";
 constexpr int kSensors = 100;
 constexpr auto kSampleInterval = 100ms;  // 10 Hz per sensor: 1,000 readings/s in all
 constexpr int kOutageSeconds = 600;      // one batch per second of outage
@@ -55,7 +59,7 @@ constexpr auto kWarmUp = 3s;
 constexpr auto kWindow = 10s;
 constexpr double kRssTargetMb = 12.0;
 constexpr double kRssGoalMb = 5.0;
-constexpr std::size_t kTopMappings = 10;
+constexpr std::size_t kTopMappings = 30;  // all of them, in practice
 
 double seconds(std::chrono::steady_clock::duration d) {
     return std::chrono::duration<double>(d).count();
@@ -173,9 +177,12 @@ struct DrainRow {
     double startup_seconds = 0.0;  // spawn until the agent logs that it is running
     double drain_seconds = 0.0;    // spawn until no pre-filled seq is left in the store
     bool drained = false;
-    std::size_t received = 0;    // distinct pre-filled seqs the subscriber got
-    std::size_t duplicates = 0;  // seqs the subscriber got more than once
+    std::size_t received = 0;        // distinct pre-filled seqs the subscriber got
+    std::size_t duplicates = 0;      // seqs the subscriber got more than once
+    std::uint64_t peak_rss_kib = 0;  // VmHWM just before the agent is stopped
 };
+
+std::uint64_t peakRssKib(pid_t pid);
 
 DrainRow runDrain(test::MosquittoFixture& broker, const char* name, int inflight_window) {
     DrainRow row{name, inflight_window, {}};
@@ -203,6 +210,7 @@ DrainRow runDrain(test::MosquittoFixture& broker, const char* name, int inflight
         std::this_thread::sleep_for(10ms);
     }
     if (!row.drained) row.drain_seconds = seconds(std::chrono::steady_clock::now() - began);
+    row.peak_rss_kib = peakRssKib(agent.pid());
     if (const int status = agent.stop(); status != 0) {
         fail(fmt::format("tern-edge exited with status {}", status), agent.log());
     }
@@ -231,7 +239,7 @@ struct ProcSample {
 
 using test::readFile;
 
-ProcSample sampleProcess(pid_t pid, const test::EdgeAgentProcess& agent) {
+ProcSample sampleProcess(pid_t pid) {
     ProcSample out;
     out.at = std::chrono::steady_clock::now();
     const auto proc = std::filesystem::path("/proc") / std::to_string(pid);
@@ -248,7 +256,9 @@ ProcSample sampleProcess(pid_t pid, const test::EdgeAgentProcess& agent) {
     // field 3 of proc(5), utime 14 and stime 15.
     const auto stat = readFile(proc / "stat");
     const auto close = stat.rfind(')');
-    if (out.rss_kib == 0 || close == std::string::npos) fail("cannot read /proc of tern-edge");
+    if (out.rss_kib == 0 || close == std::string::npos) {
+        fail(fmt::format("cannot read /proc/{}", pid));
+    }
     std::istringstream fields(stat.substr(close + 1));
     std::vector<std::string> after;
     for (std::string field; fields >> field;) after.push_back(field);
@@ -262,9 +272,10 @@ ProcSample sampleProcess(pid_t pid, const test::EdgeAgentProcess& agent) {
         std::uint64_t ns = 0;
         if (schedstat >> ns) out.run_seconds += static_cast<double>(ns) / 1e9;
     }
-    out.stored = agent.storedTelemetry();
     return out;
 }
+
+std::uint64_t peakRssKib(pid_t pid) { return sampleProcess(pid).hwm_kib; }
 
 // Resident memory of the mappings that share a name: the binary, one shared library, [heap],
 // [stack], or "[anonymous]" (thread stacks and malloc arenas among them).
@@ -342,9 +353,11 @@ UsageRow runUsage(test::MosquittoFixture& broker, const char* name, int sensors,
     std::this_thread::sleep_until(started + kWarmUp);
 
     const pid_t pid = agent.pid();
-    const auto before = sampleProcess(pid, agent);
+    auto before = sampleProcess(pid);
+    before.stored = agent.storedTelemetry();
     std::this_thread::sleep_for(kWindow);
-    const auto after = sampleProcess(pid, agent);
+    auto after = sampleProcess(pid);
+    after.stored = agent.storedTelemetry();
     UsageRow row{name};
     row.mappings = residentByMapping(pid);
     if (const int status = agent.stop(); status != 0) {
@@ -366,11 +379,47 @@ UsageRow runUsage(test::MosquittoFixture& broker, const char* name, int sensors,
     return row;
 }
 
-void printBreakdown(const UsageRow& baseline, const UsageRow& loaded) {
+// The floor: paho_tls_floor connected to the same broker with a gateway identity of its own,
+// sampled over the same warm-up and window as the agent.
+UsageRow runFloor(test::MosquittoFixture& broker) {
+    test::TempDir dir("tern-paho-floor");
+    const auto output = dir.path() / "output.log";
+    pid_t pid = test::spawnProcess({PAHO_TLS_FLOOR_BINARY, broker.uri(), broker.caFile().string(),
+                                    broker.clientCert(kFloorGateway).string(),
+                                    broker.clientKey(kFloorGateway).string(), kFloorGateway},
+                                   output);
+    const auto started = std::chrono::steady_clock::now();
+    if (!test::waitForFileText(output, "connected", 20s)) {
+        test::killProcess(pid);
+        fail("paho_tls_floor did not connect", test::readFile(output));
+    }
+    std::this_thread::sleep_until(started + kWarmUp);
+    const auto before = sampleProcess(pid);
+    std::this_thread::sleep_for(kWindow);
+    const auto after = sampleProcess(pid);
+    UsageRow row{"floor: paho_tls_floor (Paho C++ over TLS, 1 message/s)"};
+    row.mappings = residentByMapping(pid);
+    if (const int status = test::terminateProcess(pid, 10s); status != 0) {
+        fail(fmt::format("paho_tls_floor exited with status {}", status), test::readFile(output));
+    }
+    row.window_seconds = seconds(after.at - before.at);
+    row.rss_kib = after.rss_kib;
+    row.hwm_kib = after.hwm_kib;
+    row.cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+    row.run_seconds = after.run_seconds - before.run_seconds;
+    row.cpu_percent = 100.0 * row.cpu_seconds / row.window_seconds;
+    return row;
+}
+
+void printBreakdown(const UsageRow& floor, const UsageRow& baseline, const UsageRow& loaded) {
     std::vector<std::pair<std::string, MappingUsage>> sorted(loaded.mappings.begin(),
                                                              loaded.mappings.end());
     std::sort(sorted.begin(), sorted.end(),
               [](const auto& a, const auto& b) { return a.second.rss_kib > b.second.rss_kib; });
+    const auto rss = [](const std::map<std::string, MappingUsage>& all, const std::string& name) {
+        const auto found = all.find(name);
+        return found == all.end() ? std::uint64_t{0} : found->second.rss_kib;
+    };
     const auto cells = [](const MappingUsage& u) {
         return fmt::format("{} | {} | {} | {}", u.rss_kib, u.private_kib, u.shared_kib, u.mappings);
     };
@@ -391,23 +440,21 @@ void printBreakdown(const UsageRow& baseline, const UsageRow& loaded) {
         "of the 1,000 readings/s agent)\n\n",
         kTopMappings);
     fmt::print(
-        "| mapping | {0}: RSS | private | shared | mappings | {1}: RSS | private | shared | "
+        "| mapping | floor: RSS | 1 sensor at 1 Hz: RSS | {}: RSS | private | shared | "
         "mappings |\n",
-        baseline.name, loaded.name);
-    fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        loaded.name);
+    fmt::print("|---|---:|---:|---:|---:|---:|---:|\n");
     std::set<std::string> shown;
     for (std::size_t i = 0; i < std::min(kTopMappings, sorted.size()); ++i) {
         const auto& [name, usage] = sorted[i];
-        const auto other = baseline.mappings.find(name);
-        fmt::print("| {} | {} | {} |\n", name,
-                   cells(other == baseline.mappings.end() ? MappingUsage{} : other->second),
-                   cells(usage));
+        fmt::print("| {} | {} | {} | {} |\n", name, rss(floor.mappings, name),
+                   rss(baseline.mappings, name), cells(usage));
         shown.insert(name);
     }
-    fmt::print("| everything else | {} | {} |\n", cells(total(baseline.mappings, shown)),
-               cells(total(loaded.mappings, shown)));
-    fmt::print("| total | {} | {} |\n", cells(total(baseline.mappings, {})),
-               cells(total(loaded.mappings, {})));
+    fmt::print("| everything else | {} | {} | {} |\n", total(floor.mappings, shown).rss_kib,
+               total(baseline.mappings, shown).rss_kib, cells(total(loaded.mappings, shown)));
+    fmt::print("| total | {} | {} | {} |\n", total(floor.mappings, {}).rss_kib,
+               total(baseline.mappings, {}).rss_kib, cells(total(loaded.mappings, {})));
 }
 
 }  // namespace
@@ -415,7 +462,8 @@ void printBreakdown(const UsageRow& baseline, const UsageRow& loaded) {
 int main() {
     const auto began = std::chrono::steady_clock::now();
     try {
-        test::MosquittoFixture broker{test::MosquittoOptions{{kGateway, "tern-ingest"}}};
+        test::MosquittoFixture broker{
+            test::MosquittoOptions{{kGateway, kFloorGateway, "tern-ingest"}}};
         fmt::print(
             "Tern edge agent benchmark: the tern-edge daemon against mosquitto (TLS) with a "
             "receipt-sending subscriber (one receipt round per {} ms at most); MB = 2^20 "
@@ -433,20 +481,21 @@ int main() {
         };
         fmt::print(
             "| uplink | backlog messages | backlog readings | backlog MB (payload) | "
-            "startup s | drain s | messages/s | readings/s | MB/s | received | duplicates |\n");
-        fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            "startup s | drain s | messages/s | readings/s | MB/s | received | duplicates | "
+            "peak RSS MB |\n");
+        fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (const auto& row : drains) {
             const auto& p = row.prefilled;
             fmt::print(
                 "| {} | {} | {} | {:.2f} | {:.2f} | {}{:.2f} | {:.0f} | {:.0f} | {:.2f} | "
-                "{} | {} |\n",
+                "{} | {} | {:.2f} |\n",
                 row.name, p.backlog.messages, p.readings,
                 static_cast<double>(p.backlog.bytes) / (1024.0 * 1024.0), row.startup_seconds,
                 row.drained ? "" : "> ", row.drain_seconds,
                 static_cast<double>(p.backlog.messages) / row.drain_seconds,
                 static_cast<double>(p.readings) / row.drain_seconds,
                 static_cast<double>(p.backlog.bytes) / (1024.0 * 1024.0) / row.drain_seconds,
-                row.received, row.duplicates);
+                row.received, row.duplicates, megabytes(row.peak_rss_kib));
         }
         fmt::print(
             "\nEach backlog was committed through the Store API, one batch per transaction, before "
@@ -458,12 +507,16 @@ int main() {
             "{} s window (/proc/<pid>/status and /stat at both ends)\n\n",
             std::chrono::duration_cast<std::chrono::seconds>(kWarmUp).count(),
             std::chrono::duration_cast<std::chrono::seconds>(kWindow).count());
+        const UsageRow floor = runFloor(broker);
         const UsageRow baseline = runUsage(broker, "1 sensor at 1 Hz (baseline)", 1, 1000ms);
         const UsageRow loaded = runUsage(broker, "100 sensors at 10 Hz", kSensors, kSampleInterval);
         fmt::print(
             "| agent | readings in window | readings/s | RSS MB | peak RSS MB | "
             "CPU s (stat / schedstat) | CPU % of one core | CPU ms / 1,000 readings |\n");
         fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        fmt::print("| {} | — | — | {:.2f} | {:.2f} | {:.2f} / {:.3f} | {:.2f} | — |\n", floor.name,
+                   megabytes(floor.rss_kib), megabytes(floor.hwm_kib), floor.cpu_seconds,
+                   floor.run_seconds, floor.cpu_percent);
         for (const auto* row : {&baseline, &loaded}) {
             fmt::print(
                 "| {} | {} | {:.1f} | {:.2f} | {:.2f} | {:.2f} / {:.3f} | {:.2f} | {:.2f} |\n",
@@ -471,7 +524,7 @@ int main() {
                 megabytes(row->hwm_kib), row->cpu_seconds, row->run_seconds, row->cpu_percent,
                 row->cpu_ms_per_1k);
         }
-        printBreakdown(baseline, loaded);
+        printBreakdown(floor, baseline, loaded);
 
         const DrainRow& drain = drains[1];
         const bool fast = drain.drained &&
