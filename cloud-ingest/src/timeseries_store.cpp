@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -44,7 +45,8 @@ shared::ConfigTable<TimeseriesStoreConfig> timeseriesStoreTable() {
 namespace {
 
 constexpr std::int64_t kDayMs = 86'400'000;
-constexpr int kSchemaVersion = 1;
+// 1: a row per raw reading; 2: raw readings packed in chunks (converted on open).
+constexpr int kSchemaVersion = 2;
 constexpr std::int64_t kWalCheckpointPages = 16384;
 
 using Db = shared::SqliteDb;
@@ -134,15 +136,6 @@ CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts(time_ms);
 CREATE INDEX IF NOT EXISTS alerts_by_gateway ON alerts(gateway, time_ms);
 )sql",
                        kRollupColumns);
-}
-
-// Series keyed by (gateway, sensor) with time in the key: a day's raw readings of one sensor are
-// adjacent, so a query reads a range, and a batch's readings of one sensor share a leaf page.
-std::string createDaySql(const std::string& table) {
-    return "CREATE TABLE IF NOT EXISTS " + table +
-           "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT NULL, "
-           "value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, sensor, time_ms)) "
-           "WITHOUT ROWID";
 }
 
 std::string upsertRollupSql(std::string_view table) {
@@ -255,9 +248,169 @@ std::int64_t saturatingAdd(std::int64_t a, std::int64_t b) {
                  : std::numeric_limits<std::int64_t>::min();
 }
 
+// A reading waiting in a write call, with the order it was given in.
+struct Pending {
+    std::int64_t gateway = 0;
+    std::uint32_t order = 0;
+    shared::Reading reading;
+};
+
+struct DayStatements {
+    Statement insert;
+    Statement chunks;  // a series' chunks starting in [?, ?)
+    // Created by this store, and nothing about it forgotten since: latest_stored then knows
+    // every series-hour that has chunks in it.
+    bool created_here = false;
+};
+
+// About 40 MB of memory for a million series that each wrote in two hours; a store that forgets
+// reads each series-hour's chunks once more.
+constexpr std::size_t kMaxRememberedSeriesHours = std::size_t{1} << 20;
+
+// Version 1 kept a row per reading in raw_YYYYMMDD(gateway, sensor, time_ms, value, quality).
+// Rewrites each such table as chunks under the same name, inside the caller's transaction.
+int convertRowsToChunks(sqlite3* db) {
+    std::vector<std::string> tables;
+    {
+        sqlite3_stmt* raw = nullptr;
+        int rc = sqlite3_prepare_v2(
+            db, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'raw_%'", -1,
+            &raw, nullptr);
+        Statement list(raw);
+        if (rc != SQLITE_OK) return rc;
+        while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+            const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+            if (name != nullptr && dayOfTableName(name)) tables.emplace_back(name);
+        }
+        if (rc != SQLITE_DONE) return rc;
+    }
+    for (const auto& table : tables) {
+        const std::string old = table + "_v1";
+        int rc = exec(db, "ALTER TABLE " + table + " RENAME TO " + old);
+        if (rc == SQLITE_OK) rc = exec(db, createRawTableSql(table));
+        if (rc != SQLITE_OK) return rc;
+        sqlite3_stmt* select_raw = nullptr;
+        sqlite3_stmt* insert_raw = nullptr;
+        rc = sqlite3_prepare_v2(db,
+                                ("SELECT gateway, sensor, time_ms, value, quality FROM " + old +
+                                 " ORDER BY gateway, sensor, time_ms")
+                                    .c_str(),
+                                -1, &select_raw, nullptr);
+        Statement select(select_raw);
+        if (rc != SQLITE_OK) return rc;
+        rc = sqlite3_prepare_v2(db,
+                                ("INSERT INTO " + table +
+                                 "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
+                                 "(?, ?, ?, ?, ?, ?)")
+                                    .c_str(),
+                                -1, &insert_raw, nullptr);
+        Statement insert(insert_raw);
+        if (rc != SQLITE_OK) return rc;
+        std::vector<shared::Reading> chunk;
+        std::vector<std::uint8_t> bytes;
+        std::int64_t gateway = 0;
+        const auto flush = [&] {
+            if (chunk.empty()) return SQLITE_OK;
+            bytes.clear();
+            encodeRawChunk(chunk, bytes);
+            sqlite3_bind_int64(insert_raw, 1, gateway);
+            sqlite3_bind_int(insert_raw, 2, chunk.front().sensor);
+            sqlite3_bind_int64(insert_raw, 3, chunk.front().time_ms);
+            sqlite3_bind_int64(insert_raw, 4, chunk.back().time_ms);
+            sqlite3_bind_int64(insert_raw, 5, static_cast<sqlite3_int64>(chunk.size()));
+            sqlite3_bind_blob(insert_raw, 6, bytes.data(), static_cast<int>(bytes.size()),
+                              SQLITE_STATIC);
+            const int step = sqlite3_step(insert_raw);
+            sqlite3_reset(insert_raw);
+            chunk.clear();
+            return step == SQLITE_DONE ? SQLITE_OK : step;
+        };
+        while ((rc = sqlite3_step(select_raw)) == SQLITE_ROW) {
+            const std::int64_t row_gateway = sqlite3_column_int64(select_raw, 0);
+            const shared::Reading reading{
+                static_cast<std::uint16_t>(sqlite3_column_int(select_raw, 1)),
+                sqlite3_column_int64(select_raw, 2), sqlite3_column_double(select_raw, 3),
+                static_cast<shared::Quality>(sqlite3_column_int(select_raw, 4))};
+            if (!chunk.empty() &&
+                (row_gateway != gateway || reading.sensor != chunk.front().sensor ||
+                 floorTo(reading.time_ms, kHourMs) != floorTo(chunk.front().time_ms, kHourMs) ||
+                 chunk.size() == kMaxChunkReadings)) {
+                if (const int step = flush(); step != SQLITE_OK) return step;
+            }
+            gateway = row_gateway;
+            chunk.push_back(reading);
+        }
+        if (rc != SQLITE_DONE) return rc;
+        if (rc = flush(); rc != SQLITE_OK) return rc;
+        select.reset();
+        insert.reset();
+        if (rc = exec(db, "DROP TABLE " + old); rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+}
+
+std::span<const std::uint8_t> blobOf(sqlite3_stmt* stmt, int column) {
+    const auto* data = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt, column));
+    const int size = sqlite3_column_bytes(stmt, column);
+    return {data, data == nullptr ? 0 : static_cast<std::size_t>(size)};
+}
+
 }  // namespace
 
 std::string rawTableName(std::int64_t time_ms) { return dayTableName(floorDiv(time_ms, kDayMs)); }
+
+// Chunks keyed by series with time in the key: a series' chunks of a day are adjacent, so a query
+// reads a range. A rowid table rather than WITHOUT ROWID: a chunk of a few kilobytes fits a
+// table leaf page, where an index page would spill it to overflow pages.
+std::string createRawTableSql(const std::string& table) {
+    return "CREATE TABLE IF NOT EXISTS " + table +
+           "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, start_ms INTEGER NOT NULL, "
+           "end_ms INTEGER NOT NULL, count INTEGER NOT NULL, readings BLOB NOT NULL, "
+           "PRIMARY KEY(gateway, sensor, start_ms))";
+}
+
+void encodeRawChunk(std::span<const shared::Reading> ascending, std::vector<std::uint8_t>& out) {
+    if (ascending.empty()) return;
+    std::int64_t previous = ascending.front().time_ms;
+    for (const auto& reading : ascending) {
+        auto delta = static_cast<std::uint64_t>(reading.time_ms - previous);
+        previous = reading.time_ms;
+        while (delta >= 0x80) {
+            out.push_back(static_cast<std::uint8_t>(delta | 0x80));
+            delta >>= 7;
+        }
+        out.push_back(static_cast<std::uint8_t>(delta));
+        const auto bits = std::bit_cast<std::uint64_t>(reading.value);
+        for (int shift = 0; shift < 64; shift += 8) {
+            out.push_back(static_cast<std::uint8_t>(bits >> shift));
+        }
+        out.push_back(static_cast<std::uint8_t>(reading.quality));
+    }
+}
+
+bool decodeRawChunk(std::span<const std::uint8_t> chunk, std::int64_t start_ms, std::size_t count,
+                    std::uint16_t sensor, std::vector<shared::Reading>& out) {
+    std::size_t at = 0;
+    std::int64_t time = start_ms;
+    for (std::size_t i = 0; i < count; ++i) {
+        std::uint64_t delta = 0;
+        for (int shift = 0;; shift += 7) {
+            if (at == chunk.size() || shift > 56) return false;
+            const std::uint8_t byte = chunk[at++];
+            delta |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+            if ((byte & 0x80) == 0) break;
+        }
+        if (chunk.size() - at < 9 || (i == 0 && delta != 0) || (i > 0 && delta == 0)) return false;
+        time = static_cast<std::int64_t>(static_cast<std::uint64_t>(time) + delta);
+        std::uint64_t bits = 0;
+        for (int b = 0; b < 8; ++b) bits |= static_cast<std::uint64_t>(chunk[at++]) << (8 * b);
+        const std::uint8_t quality = chunk[at++];
+        if (quality > static_cast<std::uint8_t>(shared::Quality::TimeUncertain)) return false;
+        out.push_back(shared::Reading{sensor, time, std::bit_cast<double>(bits),
+                                      static_cast<shared::Quality>(quality)});
+    }
+    return at == chunk.size();
+}
 
 struct TimeseriesStore::Impl {
     Impl(const TimeseriesStoreConfig& c, const shared::Clock& clk, shared::MetricsRegistry& metrics)
@@ -381,15 +534,21 @@ struct TimeseriesStore::Impl {
         if (sqlite3_get_autocommit(db.get()) == 0) run(rollback);
         for (const auto& name : new_gateways) gateway_ids.erase(name);
         for (const std::int64_t day : new_days) days.erase(day);
+        // What the transaction wrote is gone, and what these entries said before it is not
+        // kept: forget them, and that the tables' other series-hours are all known.
+        for (const auto& series_hour : touched_hours) latest_stored.erase(series_hour);
+        for (auto& entry : days) entry.second.created_here = false;
         new_gateways.clear();
         new_days.clear();
+        touched_hours.clear();
         cached_day = std::numeric_limits<std::int64_t>::min();
-        cached_insert = nullptr;
+        cached_statements = nullptr;
     }
 
     int beginTx() {
         new_gateways.clear();
         new_days.clear();
+        touched_hours.clear();
         return run(begin);
     }
 
@@ -399,6 +558,7 @@ struct TimeseriesStore::Impl {
         if (rc == SQLITE_OK) {
             new_gateways.clear();
             new_days.clear();
+            touched_hours.clear();
         }
         return rc;
     }
@@ -429,26 +589,174 @@ struct TimeseriesStore::Impl {
         return id;
     }
 
-    // The insert statement of the day's raw table, creating the table inside the open transaction.
-    sqlite3_stmt* dayInsert(std::int64_t day, int& rc) {
-        if (day == cached_day) return cached_insert;
+    void forgetStoredTimes() {
+        latest_stored.clear();
+        for (auto& entry : days) entry.second.created_here = false;
+    }
+
+    // The statements of the day's raw table, creating the table inside the open transaction.
+    DayStatements* dayStatements(std::int64_t day, int& rc) {
+        if (day == cached_day) return cached_statements;
         auto it = days.find(day);
         if (it == days.end()) {
-            const std::string table = dayTableName(day);
-            rc = exec(db.get(), createDaySql(table));
+            rc = exec(db.get(), createRawTableSql(dayTableName(day)));
             if (rc != SQLITE_OK) return nullptr;
-            it = days.emplace(day, Statement{}).first;
+            it = days.emplace(day, DayStatements{}).first;
+            it->second.created_here = true;
             new_days.push_back(day);
         }
-        if (!it->second) {
-            rc = prepare(it->second, "INSERT INTO " + dayTableName(day) +
-                                         "(gateway, sensor, time_ms, value, quality) VALUES "
-                                         "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
-            if (rc != SQLITE_OK) return nullptr;
+        DayStatements& statements = it->second;
+        if (!statements.insert) {
+            const std::string table = dayTableName(day);
+            rc = prepare(statements.insert,
+                         "INSERT INTO " + table +
+                             "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
+                             "(?, ?, ?, ?, ?, ?)");
+            if (rc == SQLITE_OK) {
+                rc = prepare(statements.chunks,
+                             "SELECT start_ms, end_ms, count, readings FROM " + table +
+                                 " WHERE gateway = ? AND sensor = ? AND start_ms >= ? AND "
+                                 "start_ms < ? ORDER BY start_ms");
+            }
+            if (rc != SQLITE_OK) {
+                statements = DayStatements{};
+                return nullptr;
+            }
         }
         cached_day = day;
-        cached_insert = it->second.get();
-        return cached_insert;
+        cached_statements = &statements;
+        return cached_statements;
+    }
+
+    // Reads the series' chunks that start in the hour: the times of their readings in
+    // [from_ms, to_ms] into `times` (ascending), and the latest time of any of them into `latest`
+    // (INT64_MIN if the hour has none).
+    int storedTimes(DayStatements& day, const BucketKey& series_hour, std::int64_t from_ms,
+                    std::int64_t to_ms, std::vector<std::int64_t>& times, std::int64_t& latest) {
+        times.clear();
+        latest = std::numeric_limits<std::int64_t>::min();
+        ScopedStatement use(day.chunks);
+        sqlite3_bind_int64(*use, 1, series_hour.gateway);
+        sqlite3_bind_int64(*use, 2, series_hour.sensor);
+        sqlite3_bind_int64(*use, 3, series_hour.bucket_ms);
+        sqlite3_bind_int64(*use, 4, series_hour.bucket_ms + kHourMs);
+        bool ascending = true;
+        int rc = SQLITE_OK;
+        while ((rc = sqlite3_step(*use)) == SQLITE_ROW) {
+            const std::int64_t start_ms = sqlite3_column_int64(*use, 0);
+            const std::int64_t end_ms = sqlite3_column_int64(*use, 1);
+            latest = std::max(latest, end_ms);
+            if (end_ms < from_ms || start_ms > to_ms) continue;
+            decoded.clear();
+            if (!decodeRawChunk(blobOf(*use, 3), start_ms,
+                                static_cast<std::size_t>(sqlite3_column_int64(*use, 2)), 0,
+                                decoded)) {
+                return SQLITE_CORRUPT;
+            }
+            for (const auto& reading : decoded) {
+                if (reading.time_ms < from_ms || reading.time_ms > to_ms) continue;
+                ascending = ascending && (times.empty() || times.back() < reading.time_ms);
+                times.push_back(reading.time_ms);
+            }
+        }
+        if (rc != SQLITE_DONE) return rc;
+        if (!ascending) std::sort(times.begin(), times.end());
+        return SQLITE_OK;
+    }
+
+    // Writes one series' new readings of one hour (ascending, distinct times) as chunks, leaving
+    // out those already stored, and feeds what it wrote to the minute summaries.
+    int writeSeriesHour(const BucketKey& series_hour, std::vector<shared::Reading>& readings,
+                        WriteResult& result) {
+        int rc = SQLITE_OK;
+        DayStatements* day = dayStatements(floorDiv(series_hour.bucket_ms, kDayMs), rc);
+        if (day == nullptr) return rc;
+        const std::int64_t first = readings.front().time_ms;
+        const std::int64_t last = readings.back().time_ms;
+        auto known = latest_stored.find(series_hour);
+        if (known == latest_stored.end() && day->created_here) {
+            // Every chunk of a table this store created went through it, and what it forgot it
+            // forgot with the table's flag: a series-hour it does not know has no chunks.
+            known =
+                latest_stored.emplace(series_hour, std::numeric_limits<std::int64_t>::min()).first;
+        }
+        if (known == latest_stored.end() || first <= known->second) {
+            std::int64_t latest = 0;
+            rc = storedTimes(*day, series_hour, first, last, stored_times, latest);
+            if (rc != SQLITE_OK) return rc;
+            if (!stored_times.empty()) {
+                const auto before = readings.size();
+                std::erase_if(readings, [&](const shared::Reading& r) {
+                    return std::binary_search(stored_times.begin(), stored_times.end(), r.time_ms);
+                });
+                result.readings_duplicate += before - readings.size();
+            }
+            known = latest_stored.insert_or_assign(series_hour, latest).first;
+        }
+        for (std::size_t at = 0; at < readings.size(); at += kMaxChunkReadings) {
+            const std::span<const shared::Reading> chunk(
+                readings.data() + at, std::min(kMaxChunkReadings, readings.size() - at));
+            chunk_bytes.clear();
+            encodeRawChunk(chunk, chunk_bytes);
+            sqlite3_stmt* insert = day->insert.get();
+            sqlite3_bind_int64(insert, 1, series_hour.gateway);
+            sqlite3_bind_int64(insert, 2, series_hour.sensor);
+            sqlite3_bind_int64(insert, 3, chunk.front().time_ms);
+            sqlite3_bind_int64(insert, 4, chunk.back().time_ms);
+            sqlite3_bind_int64(insert, 5, static_cast<sqlite3_int64>(chunk.size()));
+            sqlite3_bind_blob(insert, 6, chunk_bytes.data(), static_cast<int>(chunk_bytes.size()),
+                              SQLITE_STATIC);
+            // Every parameter is bound again for the next chunk: no clear_bindings on this path.
+            rc = sqlite3_step(insert);
+            sqlite3_reset(insert);
+            if (rc != SQLITE_DONE) return rc;
+        }
+        if (readings.empty()) return SQLITE_OK;
+        known->second = std::max(known->second, readings.back().time_ms);
+        touched_hours.push_back(series_hour);
+        result.readings_written += readings.size();
+        for (const auto& reading : readings) {
+            if (reading.quality == shared::Quality::Bad) continue;
+            minuteSummary(
+                {series_hour.gateway, series_hour.sensor, floorTo(reading.time_ms, kMinuteMs)})
+                .add(reading.time_ms, reading.value);
+        }
+        return SQLITE_OK;
+    }
+
+    // Writes the raw readings gathered in this transaction, series by series and hour by hour.
+    // A reading whose (gateway, sensor, time) came earlier in the call is a duplicate: the sort
+    // keeps arrival order among equal times, so the first one given wins.
+    int writePending(WriteResult& result) {
+        std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
+            return std::tie(a.gateway, a.reading.sensor, a.reading.time_ms, a.order) <
+                   std::tie(b.gateway, b.reading.sensor, b.reading.time_ms, b.order);
+        });
+        std::size_t i = 0;
+        while (i < pending.size()) {
+            const BucketKey series_hour{pending[i].gateway, pending[i].reading.sensor,
+                                        floorTo(pending[i].reading.time_ms, kHourMs)};
+            series_readings.clear();
+            for (; i < pending.size(); ++i) {
+                const Pending& p = pending[i];
+                if (p.gateway != series_hour.gateway || p.reading.sensor != series_hour.sensor ||
+                    p.reading.time_ms >= series_hour.bucket_ms + kHourMs) {
+                    break;
+                }
+                if (!series_readings.empty() &&
+                    series_readings.back().time_ms == p.reading.time_ms) {
+                    result.readings_duplicate += 1;
+                    continue;
+                }
+                series_readings.push_back(p.reading);
+            }
+            if (const int rc = writeSeriesHour(series_hour, series_readings, result);
+                rc != SQLITE_OK) {
+                return rc;
+            }
+        }
+        pending.clear();
+        return SQLITE_OK;
     }
 
     std::int64_t nowMs() const { return shared::toUnixMillis(clock.wallNow()); }
@@ -513,7 +821,8 @@ struct TimeseriesStore::Impl {
         return SQLITE_OK;
     }
 
-    // Inside the open transaction; returns an SQLite error code or SQLITE_OK.
+    // Inside the open transaction: stores the batch's aggregates and gathers its readings for
+    // writePending(); returns an SQLite error code or SQLITE_OK.
     int writeBatch(std::string_view gateway, const shared::TelemetryBatch& batch,
                    std::int64_t floor_ms, std::int64_t ceiling_ms, WriteResult& result) {
         int rc = SQLITE_OK;
@@ -532,28 +841,7 @@ struct TimeseriesStore::Impl {
                 result.readings_future += 1;
                 continue;
             }
-            sqlite3_stmt* insert = dayInsert(floorDiv(reading.time_ms, kDayMs), rc);
-            if (insert == nullptr) return rc;
-            sqlite3_bind_int64(insert, 1, *gateway_id);
-            sqlite3_bind_int(insert, 2, reading.sensor);
-            sqlite3_bind_int64(insert, 3, reading.time_ms);
-            sqlite3_bind_double(insert, 4, reading.value);
-            sqlite3_bind_int(insert, 5, static_cast<int>(reading.quality));
-            // Reset at once (every parameter is bound again for the next reading): the hot path
-            // does without ScopedStatement's clear_bindings.
-            rc = sqlite3_step(insert);
-            sqlite3_reset(insert);
-            if (rc != SQLITE_DONE) return rc;
-            // Only a reading that added a row reaches the rollups: that is what keeps a replay
-            // from counting it twice.
-            if (sqlite3_changes(db.get()) == 0) {
-                result.readings_duplicate += 1;
-                continue;
-            }
-            result.readings_written += 1;
-            if (reading.quality == shared::Quality::Bad) continue;
-            minuteSummary({*gateway_id, reading.sensor, floorTo(reading.time_ms, kMinuteMs)})
-                .add(reading.time_ms, reading.value);
+            pending.push_back({*gateway_id, static_cast<std::uint32_t>(pending.size()), reading});
         }
         for (const auto& aggregate : batch.aggregates) {
             if (!std::isfinite(aggregate.min) || !std::isfinite(aggregate.max) ||
@@ -597,10 +885,12 @@ struct TimeseriesStore::Impl {
         }
         minutes.clear();
         last_summary = nullptr;
+        pending.clear();
         for (const auto& item : batches) {
             rc = writeBatch(item.gateway, *item.batch, floor_ms, ceiling_ms, result);
             if (rc != SQLITE_OK) break;
         }
+        if (rc == SQLITE_OK) rc = writePending(result);
         if (rc == SQLITE_OK) rc = flushRollups();
         if (rc == SQLITE_OK) rc = commitTx();
         if (rc != SQLITE_OK) {
@@ -608,9 +898,12 @@ struct TimeseriesStore::Impl {
             rollbackTx();
             minutes.clear();
             last_summary = nullptr;
+            pending.clear();
             write_errors->inc();
             return error;
         }
+        // Forgetting is always safe: the next write of a series-hour reads its chunks again.
+        if (latest_stored.size() > kMaxRememberedSeriesHours) forgetStoredTimes();
         readings_written->inc(result.readings_written);
         duplicates[0]->inc(result.readings_duplicate);
         duplicates[1]->inc(result.aggregates_duplicate);
@@ -681,13 +974,23 @@ struct TimeseriesStore::Impl {
 
     // Caches of what the database holds, valid while this is the only writer.
     std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> gateway_ids;
-    std::map<std::int64_t, Statement> days;  // raw day tables; their insert, once prepared
+    std::map<std::int64_t, DayStatements> days;  // raw day tables; their statements, once prepared
     std::int64_t raw_floor_day = std::numeric_limits<std::int64_t>::min();
     std::int64_t cached_day = std::numeric_limits<std::int64_t>::min();
-    sqlite3_stmt* cached_insert = nullptr;
+    DayStatements* cached_statements = nullptr;
+    // Per series-hour (bucket_ms: the hour): the latest time in the chunks that start in it.
+    std::unordered_map<BucketKey, std::int64_t, BucketKeyHash> latest_stored;
     // What the open transaction added to the caches, to forget if it rolls back.
     std::vector<std::string> new_gateways;
     std::vector<std::int64_t> new_days;
+    std::vector<BucketKey> touched_hours;
+
+    // Buffers of the write path, kept to reuse their memory.
+    std::vector<Pending> pending;
+    std::vector<shared::Reading> series_readings;
+    std::vector<shared::Reading> decoded;
+    std::vector<std::int64_t> stored_times;
+    std::vector<std::uint8_t> chunk_bytes;
 
     // Minute summaries of the open write transaction.
     std::unordered_map<BucketKey, Summary, BucketKeyHash> minutes;
@@ -760,13 +1063,15 @@ Result<std::unique_ptr<TimeseriesStore>> TimeseriesStore::open(const TimeseriesS
         std::max<std::uint64_t>(1, config.cache_bytes / shared::kKiB), kWalCheckpointPages,
         kWalCheckpointPages * 4096);
     if (rc = exec(raw, pragmas); rc != SQLITE_OK) return fail("pragmas");
+    int found_version = 0;
     {
         sqlite3_stmt* version_raw = nullptr;
         rc = sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &version_raw, nullptr);
         Statement version(version_raw);
         if (rc == SQLITE_OK) rc = sqlite3_step(version_raw);
         if (rc != SQLITE_ROW) return fail("user_version");
-        if (const int found = sqlite3_column_int(version_raw, 0); found > kSchemaVersion) {
+        found_version = sqlite3_column_int(version_raw, 0);
+        if (const int found = found_version; found > kSchemaVersion) {
             return Error::stop("tsdb_open_failed",
                                fmt::format("{}: schema version {} is newer than this build's {}",
                                            path, found, kSchemaVersion));
@@ -774,6 +1079,7 @@ Result<std::unique_ptr<TimeseriesStore>> TimeseriesStore::open(const TimeseriesS
     }
     if (rc = exec(raw, "BEGIN IMMEDIATE"); rc != SQLITE_OK) return fail("begin");
     rc = exec(raw, schemaSql());
+    if (rc == SQLITE_OK && found_version == 1) rc = convertRowsToChunks(raw);
     if (rc == SQLITE_OK) rc = exec(raw, fmt::format("PRAGMA user_version={}", kSchemaVersion));
     if (rc == SQLITE_OK) rc = exec(raw, "COMMIT");
     if (rc != SQLITE_OK) {
@@ -792,7 +1098,9 @@ Result<std::unique_ptr<TimeseriesStore>> TimeseriesStore::open(const TimeseriesS
     auto tables = impl->dayTablesBetween(std::numeric_limits<std::int64_t>::min() / 2,
                                          std::numeric_limits<std::int64_t>::max() / 2);
     if (!tables) return Error::stop("tsdb_open_failed", path + ": " + tables.error().message());
-    for (const auto& name : tables.value()) impl->days.emplace(*dayOfTableName(name), Statement{});
+    for (const auto& name : tables.value()) {
+        impl->days.emplace(*dayOfTableName(name), DayStatements{});
+    }
     return std::unique_ptr<TimeseriesStore>(new TimeseriesStore(std::move(impl)));
 }
 
@@ -1018,32 +1326,59 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
     if (result.tier == Tier::Raw) {
         auto tables = impl.dayTablesBetween(begin_ms, end_ms);
         if (!tables) return tables.error();
+        // A chunk holding begin_ms starts in the same hour, at or before it.
+        const std::int64_t first_start =
+            begin_ms < std::numeric_limits<std::int64_t>::min() + kHourMs
+                ? std::numeric_limits<std::int64_t>::min()
+                : floorTo(begin_ms, kHourMs);
+        std::vector<shared::Reading> readings;
+        bool ascending = true;
         for (const auto& table : tables.value()) {
             Statement stmt;
-            int rc = impl.prepare(stmt, "SELECT time_ms, value, quality FROM " + table +
-                                            " WHERE gateway = ? AND sensor = ? AND time_ms >= ? "
-                                            "AND time_ms < ? ORDER BY time_ms");
+            int rc = impl.prepare(stmt, "SELECT start_ms, count, readings FROM " + table +
+                                            " WHERE gateway = ? AND sensor = ? AND start_ms >= ? "
+                                            "AND start_ms < ? ORDER BY start_ms");
             if (rc != SQLITE_OK) return sqliteError(impl.db.get(), rc);
             sqlite3_bind_int64(stmt.get(), 1, gateway_id);
             sqlite3_bind_int(stmt.get(), 2, index);
-            sqlite3_bind_int64(stmt.get(), 3, begin_ms);
+            sqlite3_bind_int64(stmt.get(), 3, first_start);
             sqlite3_bind_int64(stmt.get(), 4, end_ms);
+            std::vector<shared::Reading> chunk;
             while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-                const std::int64_t time_ms = sqlite3_column_int64(stmt.get(), 0);
-                const double value = sqlite3_column_double(stmt.get(), 1);
-                const auto quality =
-                    static_cast<shared::Quality>(sqlite3_column_int(stmt.get(), 2));
-                if (step == 0) {
-                    if (result.points.size() == limit) return too_many();
-                    result.points.push_back(
-                        SeriesPoint{time_ms, value, value, value, value, value, 1, quality});
-                } else if (quality != shared::Quality::Bad) {
-                    Summary one;
-                    one.add(time_ms, value);
-                    add(time_ms, one);
+                chunk.clear();
+                const std::int64_t start_ms = sqlite3_column_int64(stmt.get(), 0);
+                if (!decodeRawChunk(blobOf(stmt.get(), 2), start_ms,
+                                    static_cast<std::size_t>(sqlite3_column_int64(stmt.get(), 1)),
+                                    static_cast<std::uint16_t>(index), chunk)) {
+                    return Error::retry("sqlite_error",
+                                        fmt::format("{}: a chunk of gateway {} sensor {} at {} "
+                                                    "does not decode",
+                                                    table, gateway_id, index, start_ms));
+                }
+                for (const auto& reading : chunk) {
+                    if (reading.time_ms < begin_ms || reading.time_ms >= end_ms) continue;
+                    // Late data has chunks of its own that overlap earlier ones in time.
+                    ascending = ascending &&
+                                (readings.empty() || readings.back().time_ms < reading.time_ms);
+                    readings.push_back(reading);
+                    if (step == 0 && readings.size() > limit) return too_many();
                 }
             }
             if (rc != SQLITE_DONE) return sqliteError(impl.db.get(), rc);
+        }
+        if (!ascending) {
+            std::sort(readings.begin(), readings.end(),
+                      [](const auto& a, const auto& b) { return a.time_ms < b.time_ms; });
+        }
+        for (const auto& r : readings) {
+            if (step == 0) {
+                result.points.push_back(SeriesPoint{r.time_ms, r.value, r.value, r.value, r.value,
+                                                    r.value, 1, r.quality});
+            } else if (r.quality != shared::Quality::Bad) {
+                Summary one;
+                one.add(r.time_ms, r.value);
+                add(r.time_ms, one);
+            }
         }
     } else {
         ScopedStatement use(result.tier == Tier::Minute ? impl.select_minute : impl.select_hour);
@@ -1134,13 +1469,13 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
         return rc == SQLITE_DONE ? SQLITE_OK : rc;
     };
     auto done = impl.transaction([&] {
-        for (auto& [day, insert] : impl.days) {
+        for (auto& [day, statements] : impl.days) {
             if (day >= first_day) break;
             // A prepared statement on the table would keep DROP from succeeding; it is
             // prepared again if the transaction rolls back and the day is written to.
-            insert.reset();
+            statements = DayStatements{};
             impl.cached_day = std::numeric_limits<std::int64_t>::min();
-            impl.cached_insert = nullptr;
+            impl.cached_statements = nullptr;
             if (const int step = exec(impl.db.get(), "DROP TABLE " + dayTableName(day));
                 step != SQLITE_OK) {
                 return step;
@@ -1171,6 +1506,7 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
     if (!done) return done.error();
     impl.raw_floor_day = first_day;
     for (const std::int64_t day : dropped) impl.days.erase(day);
+    if (!dropped.empty()) impl.forgetStoredTimes();
     result.tables_dropped = dropped.size();
     impl.tables_dropped->inc(result.tables_dropped);
     impl.rows_deleted[0]->inc(result.minute_rows_deleted);

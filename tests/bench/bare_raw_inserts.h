@@ -1,9 +1,12 @@
 #pragma once
 
-// The baseline both store benchmarks (timeseries_bench, ingest_bench) compare the embedded
-// time-series store with: the store's pragmas and one raw day table, one prepared INSERT per
-// reading, one transaction per `batches_per_transaction` batches, and nothing else (no rollups,
-// no gateway table, no caches). Header-only: the two are separate programs.
+// The baselines both store benchmarks (timeseries_bench, ingest_bench) compare the embedded
+// time-series store with, each with the store's pragmas, one raw day table, one transaction per
+// `batches_per_transaction` batches, and nothing else (no rollups, no gateway table, no caches):
+// - bareRawInserts: one prepared INSERT per reading, a row each (the store's layout before
+//   schema version 2, and what a store that keeps readings as rows can do at best);
+// - bareChunkInserts: the store's own rows, chunks built before the clock starts, one INSERT each.
+// Header-only: the two are separate programs.
 
 #include <sqlite3.h>
 
@@ -14,6 +17,9 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "tern/ingest/timeseries_store.h"
 #include "tern/shared/messages.h"
@@ -84,6 +90,125 @@ void bareRawInserts(const std::filesystem::path& path, std::span<const BareBatch
                     check(sqlite3_step(insert), "insert");
                     sqlite3_reset(insert);
                 }
+            }
+            check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), "commit");
+        }
+    });
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+    remove();
+}
+
+// The store's rows for `batches`: per transaction, each series' readings of each UTC hour sorted
+// by time and cut into chunks of at most ingest::kMaxChunkReadings, as TimeseriesStore writes them
+// (the workloads have no duplicates to leave out).
+struct ChunkRow {
+    std::int64_t gateway = 0;
+    int sensor = 0;
+    std::int64_t start_ms = 0;
+    std::int64_t end_ms = 0;
+    std::int64_t count = 0;
+    std::vector<std::uint8_t> bytes;
+};
+
+inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBatch> batches,
+                                                         std::size_t batches_per_transaction) {
+    constexpr std::int64_t kHourMs = 3'600'000;
+    std::vector<std::vector<ChunkRow>> transactions;
+    for (std::size_t first = 0; first < batches.size(); first += batches_per_transaction) {
+        std::vector<std::pair<std::int64_t, shared::Reading>> readings;
+        const std::size_t end = std::min(batches.size(), first + batches_per_transaction);
+        for (std::size_t b = first; b < end; ++b) {
+            for (const auto& r : batches[b].batch->readings) {
+                readings.emplace_back(batches[b].gateway, r);
+            }
+        }
+        std::stable_sort(readings.begin(), readings.end(), [](const auto& a, const auto& b) {
+            return std::tuple(a.first, a.second.sensor, a.second.time_ms) <
+                   std::tuple(b.first, b.second.sensor, b.second.time_ms);
+        });
+        std::vector<ChunkRow> rows;
+        std::vector<shared::Reading> chunk;
+        const auto flush = [&](std::int64_t gateway) {
+            if (chunk.empty()) return;
+            ChunkRow row{gateway,
+                         chunk.front().sensor,
+                         chunk.front().time_ms,
+                         chunk.back().time_ms,
+                         static_cast<std::int64_t>(chunk.size()),
+                         {}};
+            ingest::encodeRawChunk(chunk, row.bytes);
+            rows.push_back(std::move(row));
+            chunk.clear();
+        };
+        for (std::size_t i = 0; i < readings.size(); ++i) {
+            const auto& [gateway, r] = readings[i];
+            if (!chunk.empty() &&
+                (gateway != readings[i - 1].first || r.sensor != chunk.front().sensor ||
+                 r.time_ms / kHourMs != chunk.front().time_ms / kHourMs ||
+                 chunk.size() == ingest::kMaxChunkReadings)) {
+                flush(readings[i - 1].first);
+            }
+            chunk.push_back(r);
+        }
+        if (!readings.empty()) flush(readings.back().first);
+        transactions.push_back(std::move(rows));
+    }
+    return transactions;
+}
+
+// The store's own rows (storeChunkRows, built before `timed` runs) inserted one by one into a new
+// database at `path` (removed before and after).
+template <class Timed>
+void bareChunkInserts(const std::filesystem::path& path, std::span<const BareBatch> batches,
+                      std::int64_t day_ms, std::size_t batches_per_transaction,
+                      std::uint64_t cache_bytes, Timed&& timed) {
+    const auto transactions = storeChunkRows(batches, batches_per_transaction);
+    const auto remove = [&] {
+        for (const char* suffix : {"", "-wal", "-shm"}) {
+            std::filesystem::remove(path.string() + suffix);
+        }
+    };
+    remove();
+    sqlite3* db = nullptr;
+    const auto check = [&](int rc, const char* what) {
+        if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+            throw std::runtime_error(std::string("bare chunk loop, ") + what + ": " +
+                                     sqlite3_errmsg(db));
+        }
+    };
+    check(sqlite3_open(path.c_str(), &db), "open");
+    const std::string pragmas =
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
+        std::to_string(cache_bytes / 1024) +
+        "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
+        "PRAGMA journal_size_limit=" +
+        std::to_string(16384 * 4096) + ";";
+    check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), "pragmas");
+    const std::string table = ingest::rawTableName(day_ms);
+    check(sqlite3_exec(db, ingest::createRawTableSql(table).c_str(), nullptr, nullptr, nullptr),
+          "create");
+    sqlite3_stmt* insert = nullptr;
+    check(sqlite3_prepare_v2(db,
+                             ("INSERT INTO " + table +
+                              "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
+                              "(?, ?, ?, ?, ?, ?)")
+                                 .c_str(),
+                             -1, &insert, nullptr),
+          "prepare");
+    timed([&] {
+        for (const auto& rows : transactions) {
+            check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), "begin");
+            for (const auto& row : rows) {
+                sqlite3_bind_int64(insert, 1, row.gateway);
+                sqlite3_bind_int(insert, 2, row.sensor);
+                sqlite3_bind_int64(insert, 3, row.start_ms);
+                sqlite3_bind_int64(insert, 4, row.end_ms);
+                sqlite3_bind_int64(insert, 5, row.count);
+                sqlite3_bind_blob(insert, 6, row.bytes.data(), static_cast<int>(row.bytes.size()),
+                                  SQLITE_STATIC);
+                check(sqlite3_step(insert), "insert");
+                sqlite3_reset(insert);
             }
             check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), "commit");
         }

@@ -1,8 +1,9 @@
-// Time-series store benchmark: readings/s written through TimeseriesStore::writeMany (raw rows,
-// duplicate detection, 1-minute and 1-hour rollups) against a bare SQLite insert loop of the same
-// rows, in the same run and on the same file system. The bare loop is the ceiling: the same
-// pragmas, the same day table and key, one prepared INSERT, the same transaction sizes, and
-// nothing else (no gateway interning, no rollups, no retention checks, no metrics).
+// Time-series store benchmark: readings/s written through TimeseriesStore::writeMany (packed raw
+// chunks, duplicate detection, 1-minute and 1-hour rollups) against two bare SQLite insert loops,
+// in the same run and on the same file system, each with the store's pragmas and transaction
+// sizes and nothing else (no gateway interning, no rollups, no retention checks, no metrics):
+//   - a row per reading: the store's layout before schema version 2;
+//   - the store's own chunk rows, built before the clock starts: the ceiling for this layout.
 //
 // Two shapes of traffic, both 100-reading batches and 100 batches per transaction:
 //   A  1000 gateways x 10 sensors at 1 Hz, a batch every 10 s: 10 readings per series per batch.
@@ -110,20 +111,36 @@ void removeDb(const fs::path& path) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
-// The store's pragmas and the store's day table, one INSERT per reading.
-Timing bareInsertLoop(const fs::path& path, const Workload& w) {
+std::vector<bench::BareBatch> bareBatches(const Workload& w) {
     std::vector<bench::BareBatch> batches;
     batches.reserve(w.batches.size());
     for (std::size_t b = 0; b < w.batches.size(); ++b) {
         batches.push_back({static_cast<std::int64_t>(w.gateway_of[b]) + 1, &w.batches[b]});
     }
+    return batches;
+}
+
+// The store's pragmas, a row per reading.
+Timing bareInsertLoop(const fs::path& path, const Workload& w) {
     Timing elapsed;
-    bench::bareRawInserts(path, batches, kStartMs, kBatchesPerTransaction, kCacheBytes,
+    bench::bareRawInserts(path, bareBatches(w), kStartMs, kBatchesPerTransaction, kCacheBytes,
                           [&](const auto& inserts) {
                               const Stopwatch watch;
                               inserts();
                               elapsed = watch.elapsed();
                           });
+    return elapsed;
+}
+
+// The store's pragmas and the store's chunk rows.
+Timing bareChunkLoop(const fs::path& path, const Workload& w) {
+    Timing elapsed;
+    bench::bareChunkInserts(path, bareBatches(w), kStartMs, kBatchesPerTransaction, kCacheBytes,
+                            [&](const auto& inserts) {
+                                const Stopwatch watch;
+                                inserts();
+                                elapsed = watch.elapsed();
+                            });
     return elapsed;
 }
 
@@ -165,6 +182,7 @@ Timing storeLoop(const fs::path& path, const Workload& w) {
 
 struct Measured {
     Timing bare;
+    Timing chunks;
     Timing store;
 };
 
@@ -179,6 +197,8 @@ Measured measure(const fs::path& dir, const Workload& w, int rounds) {
     for (int round = 0; round < rounds; ++round) {
         removeDb(dir / "bare.db");
         keepBest(m.bare, bareInsertLoop(dir / "bare.db", w));
+        removeDb(dir / "bare.db");
+        keepBest(m.chunks, bareChunkLoop(dir / "bare.db", w));
         removeDb(dir / "bare.db");
         removeDb(dir / "tsdb.db");
         keepBest(m.store, storeLoop(dir / "tsdb.db", w));
@@ -210,11 +230,16 @@ int main(int argc, char** argv) {
         const Measured m = measure(dir, w, rounds);
         const auto n = static_cast<double>(w.readings);
         fmt::print("{:<44} {:<28} {:>11.0f} {:>8} {:>13.0f} {:>8}\n",
-                   fmt::format("{} ({:.1f}M)", shape.name, n / 1e6), "bare SQLite insert loop",
+                   fmt::format("{} ({:.1f}M)", shape.name, n / 1e6), "bare loop, row per reading",
                    n / m.bare.wall, "1.00", n / m.bare.cpu, "1.00");
+        fmt::print("{:<44} {:<28} {:>11.0f} {:>8.2f} {:>13.0f} {:>8.2f}\n", "",
+                   "bare loop, the store's chunks", n / m.chunks.wall, m.bare.wall / m.chunks.wall,
+                   n / m.chunks.cpu, m.bare.cpu / m.chunks.cpu);
         fmt::print("{:<44} {:<28} {:>11.0f} {:>8.2f} {:>13.0f} {:>8.2f}\n", "",
                    "TimeseriesStore::writeMany", n / m.store.wall, m.bare.wall / m.store.wall,
                    n / m.store.cpu, m.bare.cpu / m.store.cpu);
+        fmt::print("{:<44} {:<28} {:>11} {:>8.2f}\n", "", "  store vs the chunk loop", "",
+                   m.chunks.wall / m.store.wall);
         if (store_a == 0) {
             store_a = n / m.store.wall;
             ratio_a = m.bare.wall / m.store.wall;

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -186,6 +187,147 @@ TEST_F(TimeseriesStoreTest, LateDataUpdatesTheBucketsItBelongsTo) {
     write(batch({reading(0, kDay0 - kDayMs + 5, 42.0)}));
     EXPECT_EQ(query("temperature", kDay0 - kDayMs, kDay0 - kDayMs + kHourMs, kHourMs).points,
               std::vector<SeriesPoint>{summary(kDay0 - kDayMs, 1, 42.0, 42.0, 42.0, 42.0, 42.0)});
+}
+
+// The rows of a raw day table: (start_ms, end_ms, count) per chunk, by start.
+std::vector<std::array<std::int64_t, 3>> chunkRows(const std::string& path,
+                                                   const std::string& table) {
+    sqlite3* db = nullptr;
+    std::vector<std::array<std::int64_t, 3>> rows;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* select = nullptr;
+    EXPECT_EQ(
+        sqlite3_prepare_v2(
+            db, ("SELECT start_ms, end_ms, count FROM " + table + " ORDER BY start_ms").c_str(), -1,
+            &select, nullptr),
+        SQLITE_OK)
+        << sqlite3_errmsg(db);
+    while (sqlite3_step(select) == SQLITE_ROW) {
+        rows.push_back({sqlite3_column_int64(select, 0), sqlite3_column_int64(select, 1),
+                        sqlite3_column_int64(select, 2)});
+    }
+    sqlite3_finalize(select);
+    sqlite3_close(db);
+    return rows;
+}
+
+TEST(RawChunkTest, RoundTripsEveryValueAndRejectsWhatIsNotAChunk) {
+    const std::vector<shared::Reading> readings = {
+        reading(3, -5'000, -0.0, Quality::TimeUncertain),
+        reading(3, -4'999, std::numeric_limits<double>::denorm_min()),
+        reading(3, 1'000'000, 1e308, Quality::Bad),
+        reading(3, 1'000'000 + (std::int64_t{1} << 40), 21.125, Quality::Uncertain)};
+    std::vector<std::uint8_t> bytes;
+    encodeRawChunk(readings, bytes);
+    std::vector<shared::Reading> back;
+    ASSERT_TRUE(decodeRawChunk(bytes, -5'000, readings.size(), 3, back));
+    EXPECT_EQ(back, readings);
+    EXPECT_TRUE(std::signbit(back[0].value));
+
+    // Short, long, a count that does not match, a repeated time, a quality out of range.
+    back.clear();
+    EXPECT_FALSE(decodeRawChunk(std::span(bytes).first(bytes.size() - 1), -5'000, 4, 3, back));
+    auto longer = bytes;
+    longer.push_back(0);
+    EXPECT_FALSE(decodeRawChunk(longer, -5'000, 4, 3, back));
+    EXPECT_FALSE(decodeRawChunk(bytes, -5'000, 3, 3, back));
+    std::vector<std::uint8_t> repeated;
+    encodeRawChunk(std::span(readings).first(1), repeated);
+    repeated.insert(repeated.end(), repeated.begin(), repeated.end());
+    EXPECT_FALSE(decodeRawChunk(repeated, -5'000, 2, 3, back));
+    auto bad_quality = bytes;
+    bad_quality[9] = 4;
+    EXPECT_FALSE(decodeRawChunk(bad_quality, -5'000, 4, 3, back));
+}
+
+TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
+    const std::string table = rawTableName(kDay0);
+    // One call, one series, one hour: one chunk for three readings.
+    write(batch({reading(0, kDay0 + 30'000, 3.0), reading(0, kDay0 + 10'000, 1.0),
+                 reading(0, kDay0 + 20'000, 2.0)}));
+    EXPECT_EQ(chunkRows(config_.path, table),
+              (std::vector<std::array<std::int64_t, 3>>{{kDay0 + 10'000, kDay0 + 30'000, 3}}));
+
+    // Late readings in between get a chunk of their own; a repeated time keeps the first value,
+    // also when it repeats within the call.
+    const auto late =
+        write(batch({reading(0, kDay0 + 25'000, 2.5), reading(0, kDay0 + 20'000, 9.0),
+                     reading(0, kDay0 + 15'000, 1.5), reading(0, kDay0 + 15'000, 8.0)}));
+    EXPECT_EQ(late.readings_written, 2u);
+    EXPECT_EQ(late.readings_duplicate, 2u);
+    EXPECT_EQ(chunkRows(config_.path, table).size(), 2u);
+    const std::vector<SeriesPoint> expected = {
+        rawPoint(kDay0 + 10'000, 1.0), rawPoint(kDay0 + 15'000, 1.5), rawPoint(kDay0 + 20'000, 2.0),
+        rawPoint(kDay0 + 25'000, 2.5), rawPoint(kDay0 + 30'000, 3.0)};
+    EXPECT_EQ(query("temperature", kDay0, kDay0 + kHourMs, 0).points, expected);
+    EXPECT_EQ(query("temperature", kDay0 + 12'000, kDay0 + 25'000, 0).points,
+              std::vector<SeriesPoint>(expected.begin() + 1, expected.begin() + 3));
+    EXPECT_EQ(query("temperature", kDay0, kDay0 + kMinuteMs, kMinuteMs).points,
+              std::vector<SeriesPoint>{summary(kDay0, 5, 10.0, 1.0, 3.0, 1.0, 3.0)});
+
+    // More readings than a chunk holds, across an hour boundary: chunks split at both.
+    std::vector<shared::Reading> many;
+    const std::int64_t first = kDay0 + kHourMs - 300 * 1'000;
+    for (int i = 0; i < 600; ++i) many.push_back(reading(1, first + i * 1'000, i));
+    EXPECT_EQ(write(batch(many)).readings_written, 600u);
+    std::vector<std::int64_t> sizes;
+    for (const auto& row : chunkRows(config_.path, table)) {
+        if (row[0] >= first) sizes.push_back(row[2]);
+    }
+    EXPECT_EQ(sizes, (std::vector<std::int64_t>{256, 44, 256, 44}));
+    const auto humidity = query("humidity", kDay0, kDay0 + 2 * kHourMs, 0).points;
+    ASSERT_EQ(humidity.size(), 600u);
+    for (std::size_t i = 0; i < humidity.size(); ++i) {
+        EXPECT_EQ(humidity[i],
+                  rawPoint(first + static_cast<std::int64_t>(i) * 1'000, static_cast<double>(i)));
+    }
+    // After a reopen the store knows nothing in memory: duplicates are found in the chunks.
+    store_.reset();
+    store_ = open();
+    ASSERT_TRUE(store_);
+    const auto again = write(batch({many[0], many[299], many[300], many[599]}));
+    EXPECT_EQ(again.readings_duplicate, 4u);
+    EXPECT_EQ(again.readings_written, 0u);
+}
+
+TEST_F(TimeseriesStoreTest, AVersion1FileIsConvertedToChunksWhenOpened) {
+    write(batch({reading(0, kDay0 + 1'000, 0.5)}));  // interns gw-1 and creates the schema
+    store_.reset();
+    // Version 1: a row per reading.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(config_.path.c_str(), &db), SQLITE_OK);
+    std::string sql = "DROP TABLE " + rawTableName(kDay0) + "; CREATE TABLE " +
+                      rawTableName(kDay0) +
+                      "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT "
+                      "NULL, value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, "
+                      "sensor, time_ms)) WITHOUT ROWID; PRAGMA user_version=1;";
+    for (int i = 0; i < 300; ++i) {
+        sql += "INSERT INTO " + rawTableName(kDay0) + " VALUES (1, 0, " +
+               std::to_string(kDay0 + i * 1'000) + ", " + std::to_string(i) + ".5, " +
+               std::to_string(i % 4) + ");";
+    }
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    store_ = open();
+    ASSERT_TRUE(store_);
+    EXPECT_EQ(chunkRows(config_.path, rawTableName(kDay0)).size(), 2u);  // 256 + 44
+    const auto points = query("temperature", kDay0, kDay0 + kHourMs, 0).points;
+    ASSERT_EQ(points.size(), 300u);
+    for (int i = 0; i < 300; ++i) {
+        EXPECT_EQ(points[static_cast<std::size_t>(i)],
+                  rawPoint(kDay0 + i * 1'000, i + 0.5, static_cast<Quality>(i % 4)));
+    }
+    EXPECT_EQ(write(batch({reading(0, kDay0 + 7'000, 1.0)})).readings_duplicate, 1u);
+    store_.reset();
+    ASSERT_EQ(sqlite3_open(config_.path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* version = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &version, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(version), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(version, 0), 2);
+    sqlite3_finalize(version);
+    sqlite3_close(db);
 }
 
 TEST_F(TimeseriesStoreTest, ReplayingABatchChangesNothing) {

@@ -16,15 +16,27 @@
 //   forget a slice before the store is on disk: it calls sync() (one fsync of the WAL) before it
 //   persists its cursor past what it wrote. Between syncs only the spool holds the data safely.
 // - Idempotent: writing the same batch again stores nothing twice, so a replay after a crash is
-//   harmless. Raw readings are keyed by (gateway, sensor, time_ms) and inserted with ON CONFLICT
-//   DO NOTHING (the first value written for a key wins); rollups are fed only with readings whose
-//   insert actually added a row (sqlite3_changes), in the same transaction, so they never count a
-//   reading twice. Aggregates are keyed by (gateway, sensor, start_ms, window_ms), alerts by
-//   (gateway, epoch, seq) (alerts with seq 0 carry no identity and are stored every time).
-// - Raw readings live in one table per UTC day (raw_YYYYMMDD), created on first write for that
-//   day. Rollups are kept for 1-minute and 1-hour buckets (count, sum, min, max, first and last
-//   by time) and updated as data arrives, late data included: a reading for an old minute updates
+//   harmless. A raw reading's identity is (gateway, sensor, time_ms): the first value written for
+//   it wins, and a later one (in the same call or any later call) is counted as a duplicate and
+//   dropped before anything is written. Rollups are fed only with the readings actually written,
+//   in the same transaction, so they never count a reading twice. Aggregates are keyed by
+//   (gateway, sensor, start_ms, window_ms), alerts by (gateway, epoch, seq) (alerts with seq 0
+//   carry no identity and are stored every time).
+// - Raw readings are packed: one row (a chunk) holds up to kMaxChunkReadings readings of one
+//   series (gateway, sensor) within one UTC hour, ascending by time with distinct times, written
+//   by one call and never changed afterwards. Chunks of a series may overlap in time (late data
+//   gets chunks of its own) but never share a reading. A row per reading capped the store near
+//   half a million readings/s; a chunk costs one B-tree insert for up to kMaxChunkReadings.
+// - Duplicates are found without reading the database in the common case: the store remembers,
+//   per series and hour, the latest time it has stored (loaded from the chunks the first time a
+//   series-hour is written in this process, forgotten when a transaction rolls back), and only a
+//   reading at or before that time makes it read the hour's chunks.
+// - Raw chunks live in one table per UTC day (raw_YYYYMMDD), created on first write for that day.
+//   Rollups are kept for 1-minute and 1-hour buckets (count, sum, min, max, first and last by
+//   time) and updated as data arrives, late data included: a reading for an old minute updates
 //   that minute and its hour. Readings of quality Bad are kept raw but left out of every rollup.
+// - Schema version 2. A version 1 file (a row per reading) is converted to chunks when opened,
+//   in one transaction.
 // - Deleted when: only by enforceRetention(), against the injected clock's wall time. A raw day
 //   table is dropped whole once the day has ended more than raw_retention ago; rollup buckets,
 //   aggregates (with the raw tier) and alerts (with the 1-hour tier) once they ended more than
@@ -211,5 +223,20 @@ private:
 
 // "raw_20260528" for the UTC day holding time_ms.
 std::string rawTableName(std::int64_t time_ms);
+
+// The packed raw tier, exposed so that the benchmarks can write the store's own rows in a bare
+// loop. A chunk is encoded relative to its first reading: per reading, the time since the one
+// before as a LEB128 varint (the first: 0), the value as 8 bytes (IEEE 754, little-endian) and
+// the quality as one byte.
+inline constexpr std::size_t kMaxChunkReadings = 256;
+// The columns of a raw day table; PRIMARY KEY(gateway, sensor, start_ms).
+std::string createRawTableSql(const std::string& table);
+// Appends the chunk of `ascending` (times strictly increasing, at most kMaxChunkReadings; sensor
+// is not stored) to `out`.
+void encodeRawChunk(std::span<const shared::Reading> ascending, std::vector<std::uint8_t>& out);
+// Appends the `count` readings of a chunk that starts at start_ms to `out`, with `sensor` set;
+// false if the bytes are not such a chunk (out then holds what was decoded before the fault).
+bool decodeRawChunk(std::span<const std::uint8_t> chunk, std::int64_t start_ms, std::size_t count,
+                    std::uint16_t sensor, std::vector<shared::Reading>& out);
 
 }  // namespace tern::ingest
