@@ -248,10 +248,9 @@ std::int64_t saturatingAdd(std::int64_t a, std::int64_t b) {
                  : std::numeric_limits<std::int64_t>::min();
 }
 
-// A reading waiting in a write call, with the order it was given in.
+// A reading waiting in a write call.
 struct Pending {
     std::int64_t gateway = 0;
-    std::uint32_t order = 0;
     shared::Reading reading;
 };
 
@@ -725,34 +724,59 @@ struct TimeseriesStore::Impl {
     }
 
     // Writes the raw readings gathered in this transaction, series by series and hour by hour.
-    // A reading whose (gateway, sensor, time) came earlier in the call is a duplicate: the sort
-    // keeps arrival order among equal times, so the first one given wins.
+    // A reading whose (gateway, sensor, time) came earlier in the call is a duplicate: readings
+    // keep their arrival order among equal times, so the first one given wins.
     int writePending(WriteResult& result) {
-        std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
-            return std::tie(a.gateway, a.reading.sensor, a.reading.time_ms, a.order) <
-                   std::tie(b.gateway, b.reading.sensor, b.reading.time_ms, b.order);
+        // Grouped by series in linear time (a slot per series, then a stable counting sort by
+        // slot): a full sort of every reading cost more than the SQLite work. A series' readings
+        // usually arrive in time order already, as a gateway's batches do.
+        series_slots.clear();
+        series_keys.clear();
+        slot_of.resize(pending.size());
+        for (std::size_t i = 0; i < pending.size(); ++i) {
+            const BucketKey key{pending[i].gateway, pending[i].reading.sensor, 0};
+            const auto [it, added] =
+                series_slots.try_emplace(key, static_cast<std::uint32_t>(series_keys.size()));
+            if (added) series_keys.push_back(key);
+            slot_of[i] = it->second;
+        }
+        slot_starts.assign(series_keys.size() + 1, 0);
+        for (const std::uint32_t slot : slot_of) slot_starts[slot + 1] += 1;
+        for (std::size_t k = 1; k < slot_starts.size(); ++k) slot_starts[k] += slot_starts[k - 1];
+        slot_next.assign(slot_starts.begin(), slot_starts.end() - 1);
+        grouped.resize(pending.size());
+        for (std::size_t i = 0; i < pending.size(); ++i)
+            grouped[slot_next[slot_of[i]]++] = pending[i];
+        // Series in key order, so that chunks enter the table's B-tree in order.
+        slot_order.resize(series_keys.size());
+        for (std::uint32_t k = 0; k < slot_order.size(); ++k) slot_order[k] = k;
+        std::sort(slot_order.begin(), slot_order.end(), [&](std::uint32_t a, std::uint32_t b) {
+            return series_keys[a] < series_keys[b];
         });
-        std::size_t i = 0;
-        while (i < pending.size()) {
-            const BucketKey series_hour{pending[i].gateway, pending[i].reading.sensor,
-                                        floorTo(pending[i].reading.time_ms, kHourMs)};
-            series_readings.clear();
-            for (; i < pending.size(); ++i) {
-                const Pending& p = pending[i];
-                if (p.gateway != series_hour.gateway || p.reading.sensor != series_hour.sensor ||
-                    p.reading.time_ms >= series_hour.bucket_ms + kHourMs) {
-                    break;
+        const auto by_time = [](const Pending& a, const Pending& b) {
+            return a.reading.time_ms < b.reading.time_ms;
+        };
+        for (const std::uint32_t slot : slot_order) {
+            const auto first = grouped.begin() + slot_starts[slot];
+            const auto last = grouped.begin() + slot_starts[slot + 1];
+            if (!std::is_sorted(first, last, by_time)) std::stable_sort(first, last, by_time);
+            auto at = first;
+            while (at != last) {
+                const BucketKey series_hour{at->gateway, at->reading.sensor,
+                                            floorTo(at->reading.time_ms, kHourMs)};
+                series_readings.clear();
+                for (; at != last && at->reading.time_ms < series_hour.bucket_ms + kHourMs; ++at) {
+                    if (!series_readings.empty() &&
+                        series_readings.back().time_ms == at->reading.time_ms) {
+                        result.readings_duplicate += 1;
+                        continue;
+                    }
+                    series_readings.push_back(at->reading);
                 }
-                if (!series_readings.empty() &&
-                    series_readings.back().time_ms == p.reading.time_ms) {
-                    result.readings_duplicate += 1;
-                    continue;
+                if (const int rc = writeSeriesHour(series_hour, series_readings, result);
+                    rc != SQLITE_OK) {
+                    return rc;
                 }
-                series_readings.push_back(p.reading);
-            }
-            if (const int rc = writeSeriesHour(series_hour, series_readings, result);
-                rc != SQLITE_OK) {
-                return rc;
             }
         }
         pending.clear();
@@ -841,7 +865,7 @@ struct TimeseriesStore::Impl {
                 result.readings_future += 1;
                 continue;
             }
-            pending.push_back({*gateway_id, static_cast<std::uint32_t>(pending.size()), reading});
+            pending.push_back({*gateway_id, reading});
         }
         for (const auto& aggregate : batch.aggregates) {
             if (!std::isfinite(aggregate.min) || !std::isfinite(aggregate.max) ||
@@ -986,7 +1010,11 @@ struct TimeseriesStore::Impl {
     std::vector<BucketKey> touched_hours;
 
     // Buffers of the write path, kept to reuse their memory.
-    std::vector<Pending> pending;
+    std::vector<Pending> pending;                                              // in the order given
+    std::unordered_map<BucketKey, std::uint32_t, BucketKeyHash> series_slots;  // bucket_ms 0
+    std::vector<BucketKey> series_keys;
+    std::vector<std::uint32_t> slot_of, slot_starts, slot_next, slot_order;
+    std::vector<Pending> grouped;  // pending by series, each in the order given
     std::vector<shared::Reading> series_readings;
     std::vector<shared::Reading> decoded;
     std::vector<std::int64_t> stored_times;

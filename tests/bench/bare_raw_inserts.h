@@ -31,54 +31,74 @@ struct BareBatch {
     const shared::TelemetryBatch* batch = nullptr;
 };
 
-// Inserts every reading of `batches` into a new database at `path` (removed before and after).
-// `timed` is called with the inserts: pass a function that runs its argument and measures it.
-// Throws std::runtime_error naming the failing SQLite step.
+// A new database at `path` with the store's pragmas (as TimeseriesStore::open sets them), removed
+// again when done. Its methods throw std::runtime_error naming the failing SQLite step.
+class BareDb {
+public:
+    BareDb(std::filesystem::path path, std::uint64_t cache_bytes) : path_(std::move(path)) {
+        remove();
+        check(sqlite3_open(path_.c_str(), &db_), "open");
+        exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
+                 std::to_string(cache_bytes / 1024) +
+                 "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
+                 "PRAGMA journal_size_limit=" +
+                 std::to_string(16384 * 4096) + ";",
+             "pragmas");
+    }
+    ~BareDb() {
+        sqlite3_finalize(insert_);
+        sqlite3_close(db_);
+        remove();
+    }
+    BareDb(const BareDb&) = delete;
+    BareDb& operator=(const BareDb&) = delete;
+
+    void exec(const std::string& sql, const char* what) {
+        check(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), what);
+    }
+    // The one INSERT the loop runs.
+    sqlite3_stmt* prepareInsert(const std::string& sql) {
+        check(sqlite3_prepare_v2(db_, sql.c_str(), -1, &insert_, nullptr), "prepare");
+        return insert_;
+    }
+    void check(int rc, const char* what) {
+        if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+            throw std::runtime_error(std::string("bare loop, ") + what + ": " +
+                                     sqlite3_errmsg(db_));
+        }
+    }
+
+private:
+    void remove() {
+        for (const char* suffix : {"", "-wal", "-shm"}) {
+            std::filesystem::remove(path_.string() + suffix);
+        }
+    }
+    std::filesystem::path path_;
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* insert_ = nullptr;
+};
+
+// Inserts every reading of `batches`, a row each, into a new database at `path`. `timed` is
+// called with the inserts: pass a function that runs its argument and measures it.
 template <class Timed>
 void bareRawInserts(const std::filesystem::path& path, std::span<const BareBatch> batches,
                     std::int64_t day_ms, std::size_t batches_per_transaction,
                     std::uint64_t cache_bytes, Timed&& timed) {
-    const auto remove = [&] {
-        for (const char* suffix : {"", "-wal", "-shm"}) {
-            std::filesystem::remove(path.string() + suffix);
-        }
-    };
-    remove();
-    sqlite3* db = nullptr;
-    const auto check = [&](int rc, const char* what) {
-        if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-            throw std::runtime_error(std::string("bare loop, ") + what + ": " + sqlite3_errmsg(db));
-        }
-    };
-    check(sqlite3_open(path.c_str(), &db), "open");
-    // As TimeseriesStore::open sets them.
-    const std::string pragmas =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
-        std::to_string(cache_bytes / 1024) +
-        "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
-        "PRAGMA journal_size_limit=" +
-        std::to_string(16384 * 4096) + ";";
-    check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), "pragmas");
+    BareDb db(path, cache_bytes);
     const std::string table = ingest::rawTableName(day_ms);
-    check(sqlite3_exec(db,
-                       ("CREATE TABLE " + table +
-                        "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT "
-                        "NULL, value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, "
-                        "sensor, time_ms)) WITHOUT ROWID")
-                           .c_str(),
-                       nullptr, nullptr, nullptr),
-          "create");
-    sqlite3_stmt* insert = nullptr;
-    check(sqlite3_prepare_v2(db,
-                             ("INSERT INTO " + table +
-                              "(gateway, sensor, time_ms, value, quality) VALUES (?, ?, ?, ?, ?) "
-                              "ON CONFLICT DO NOTHING")
-                                 .c_str(),
-                             -1, &insert, nullptr),
-          "prepare");
+    db.exec("CREATE TABLE " + table +
+                "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, time_ms INTEGER NOT NULL, "
+                "value REAL NOT NULL, quality INTEGER NOT NULL, PRIMARY KEY(gateway, sensor, "
+                "time_ms)) WITHOUT ROWID",
+            "create");
+    sqlite3_stmt* insert =
+        db.prepareInsert("INSERT INTO " + table +
+                         "(gateway, sensor, time_ms, value, quality) VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT DO NOTHING");
     timed([&] {
         for (std::size_t first = 0; first < batches.size(); first += batches_per_transaction) {
-            check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), "begin");
+            db.exec("BEGIN IMMEDIATE", "begin");
             const std::size_t end = std::min(batches.size(), first + batches_per_transaction);
             for (std::size_t b = first; b < end; ++b) {
                 for (const auto& r : batches[b].batch->readings) {
@@ -87,16 +107,13 @@ void bareRawInserts(const std::filesystem::path& path, std::span<const BareBatch
                     sqlite3_bind_int64(insert, 3, r.time_ms);
                     sqlite3_bind_double(insert, 4, r.value);
                     sqlite3_bind_int(insert, 5, static_cast<int>(r.quality));
-                    check(sqlite3_step(insert), "insert");
+                    db.check(sqlite3_step(insert), "insert");
                     sqlite3_reset(insert);
                 }
             }
-            check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), "commit");
+            db.exec("COMMIT", "commit");
         }
     });
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
-    remove();
 }
 
 // The store's rows for `batches`: per transaction, each series' readings of each UTC hour sorted
@@ -158,47 +175,22 @@ inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBat
 }
 
 // The store's own rows (storeChunkRows, built before `timed` runs) inserted one by one into a new
-// database at `path` (removed before and after).
+// database at `path`.
 template <class Timed>
 void bareChunkInserts(const std::filesystem::path& path, std::span<const BareBatch> batches,
                       std::int64_t day_ms, std::size_t batches_per_transaction,
                       std::uint64_t cache_bytes, Timed&& timed) {
     const auto transactions = storeChunkRows(batches, batches_per_transaction);
-    const auto remove = [&] {
-        for (const char* suffix : {"", "-wal", "-shm"}) {
-            std::filesystem::remove(path.string() + suffix);
-        }
-    };
-    remove();
-    sqlite3* db = nullptr;
-    const auto check = [&](int rc, const char* what) {
-        if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-            throw std::runtime_error(std::string("bare chunk loop, ") + what + ": " +
-                                     sqlite3_errmsg(db));
-        }
-    };
-    check(sqlite3_open(path.c_str(), &db), "open");
-    const std::string pragmas =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
-        std::to_string(cache_bytes / 1024) +
-        "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
-        "PRAGMA journal_size_limit=" +
-        std::to_string(16384 * 4096) + ";";
-    check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), "pragmas");
+    BareDb db(path, cache_bytes);
     const std::string table = ingest::rawTableName(day_ms);
-    check(sqlite3_exec(db, ingest::createRawTableSql(table).c_str(), nullptr, nullptr, nullptr),
-          "create");
-    sqlite3_stmt* insert = nullptr;
-    check(sqlite3_prepare_v2(db,
-                             ("INSERT INTO " + table +
-                              "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
-                              "(?, ?, ?, ?, ?, ?)")
-                                 .c_str(),
-                             -1, &insert, nullptr),
-          "prepare");
+    db.exec(ingest::createRawTableSql(table), "create");
+    sqlite3_stmt* insert =
+        db.prepareInsert("INSERT INTO " + table +
+                         "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
+                         "(?, ?, ?, ?, ?, ?)");
     timed([&] {
         for (const auto& rows : transactions) {
-            check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), "begin");
+            db.exec("BEGIN IMMEDIATE", "begin");
             for (const auto& row : rows) {
                 sqlite3_bind_int64(insert, 1, row.gateway);
                 sqlite3_bind_int(insert, 2, row.sensor);
@@ -207,15 +199,12 @@ void bareChunkInserts(const std::filesystem::path& path, std::span<const BareBat
                 sqlite3_bind_int64(insert, 5, row.count);
                 sqlite3_bind_blob(insert, 6, row.bytes.data(), static_cast<int>(row.bytes.size()),
                                   SQLITE_STATIC);
-                check(sqlite3_step(insert), "insert");
+                db.check(sqlite3_step(insert), "insert");
                 sqlite3_reset(insert);
             }
-            check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), "commit");
+            db.exec("COMMIT", "commit");
         }
     });
-    sqlite3_finalize(insert);
-    sqlite3_close(db);
-    remove();
 }
 
 }  // namespace tern::bench

@@ -1632,37 +1632,22 @@ void removeDb(const fs::path& path) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
-// The same baseline as timeseries_bench's (bare_raw_inserts.h).
-double bareInsertLoop(const fs::path& path,
-                      const std::vector<std::pair<int, shared::TelemetryBatch>>& rows,
-                      std::int64_t base_ms) {
+// The two bare loops of bare_raw_inserts.h (a row per reading; the store's own chunk rows), as
+// timeseries_bench runs them: returns the seconds the inserts took.
+template <class Loop>
+double timeBareLoop(Loop loop, const fs::path& path,
+                    const std::vector<std::pair<int, shared::TelemetryBatch>>& rows,
+                    std::int64_t base_ms) {
     std::vector<bench::BareBatch> batches;
     batches.reserve(rows.size());
     for (const auto& [gateway, batch] : rows) batches.push_back({gateway + 1, &batch});
     double elapsed = 0;
-    bench::bareRawInserts(path, batches, base_ms, kBatchesPerTransaction,
-                          ingest::TimeseriesStoreConfig{}.cache_bytes, [&](const auto& inserts) {
-                              const auto began = std::chrono::steady_clock::now();
-                              inserts();
-                              elapsed = seconds(std::chrono::steady_clock::now() - began);
-                          });
-    return elapsed;
-}
-
-// The store's own chunk rows in a bare loop (bare_raw_inserts.h): the ceiling for its layout.
-double bareChunkLoop(const fs::path& path,
-                     const std::vector<std::pair<int, shared::TelemetryBatch>>& rows,
-                     std::int64_t base_ms) {
-    std::vector<bench::BareBatch> batches;
-    batches.reserve(rows.size());
-    for (const auto& [gateway, batch] : rows) batches.push_back({gateway + 1, &batch});
-    double elapsed = 0;
-    bench::bareChunkInserts(path, batches, base_ms, kBatchesPerTransaction,
-                            ingest::TimeseriesStoreConfig{}.cache_bytes, [&](const auto& inserts) {
-                                const auto began = std::chrono::steady_clock::now();
-                                inserts();
-                                elapsed = seconds(std::chrono::steady_clock::now() - began);
-                            });
+    loop(path, batches, base_ms, kBatchesPerTransaction,
+         ingest::TimeseriesStoreConfig{}.cache_bytes, [&](const auto& inserts) {
+             const auto began = std::chrono::steady_clock::now();
+             inserts();
+             elapsed = seconds(std::chrono::steady_clock::now() - began);
+         });
     return elapsed;
 }
 
@@ -1973,9 +1958,12 @@ int runBench(const Options& options) {
         drain = d;
         const auto rows = storeRows(workload);
         store_readings = static_cast<double>(rows.size()) * kReadingsPerBatch;
-        bare_rate = store_readings / bareInsertLoop(dir.path() / "bare.db", rows, workload.base_ms);
-        chunk_rate =
-            store_readings / bareChunkLoop(dir.path() / "chunks.db", rows, workload.base_ms);
+        const auto raw_loop = [](auto&&... args) { bench::bareRawInserts(args...); };
+        const auto chunk_loop = [](auto&&... args) { bench::bareChunkInserts(args...); };
+        bare_rate =
+            store_readings / timeBareLoop(raw_loop, dir.path() / "bare.db", rows, workload.base_ms);
+        chunk_rate = store_readings /
+                     timeBareLoop(chunk_loop, dir.path() / "chunks.db", rows, workload.base_ms);
         store_rate = store_readings / storeLoop(dir.path() / "store.db", rows);
         paced = runPaced(broker, broker_pid, dir.path(), payloads, processes, kSteadyRate,
                          workload.base_ms);
