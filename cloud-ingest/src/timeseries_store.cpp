@@ -262,8 +262,8 @@ struct DayStatements {
     bool created_here = false;
 };
 
-// About 40 MB of memory for a million series that each wrote in two hours; a store that forgets
-// reads each series-hour's chunks once more.
+// Series-hours whose latest stored time the store remembers, at most: about 70 MB. Past it, all
+// but the last two hours written are forgotten (see trimStoredTimes).
 constexpr std::size_t kMaxRememberedSeriesHours = std::size_t{1} << 20;
 
 // Version 1 kept a row per reading in raw_YYYYMMDD(gateway, sensor, time_ms, value, quality).
@@ -588,9 +588,22 @@ struct TimeseriesStore::Impl {
         return id;
     }
 
+    // Forgetting is always safe: the next write of a series-hour it forgot reads its chunks
+    // again. What a table's created_here promises is gone with anything forgotten.
     void forgetStoredTimes() {
         latest_stored.clear();
         for (auto& entry : days) entry.second.created_here = false;
+    }
+
+    // Keeps the last two hours that were written (late data is rare; the live hours are what
+    // every call writes), or nothing if those alone are too many.
+    void trimStoredTimes() {
+        std::int64_t newest = std::numeric_limits<std::int64_t>::min();
+        for (const auto& entry : latest_stored) newest = std::max(newest, entry.first.bucket_ms);
+        std::erase_if(latest_stored,
+                      [&](const auto& entry) { return entry.first.bucket_ms < newest - kHourMs; });
+        for (auto& entry : days) entry.second.created_here = false;
+        if (latest_stored.size() > kMaxRememberedSeriesHours / 2) latest_stored.clear();
     }
 
     // The statements of the day's raw table, creating the table inside the open transaction.
@@ -926,8 +939,7 @@ struct TimeseriesStore::Impl {
             write_errors->inc();
             return error;
         }
-        // Forgetting is always safe: the next write of a series-hour reads its chunks again.
-        if (latest_stored.size() > kMaxRememberedSeriesHours) forgetStoredTimes();
+        if (latest_stored.size() > kMaxRememberedSeriesHours) trimStoredTimes();
         readings_written->inc(result.readings_written);
         duplicates[0]->inc(result.readings_duplicate);
         duplicates[1]->inc(result.aggregates_duplicate);
