@@ -358,9 +358,9 @@ std::span<const std::uint8_t> blobOf(sqlite3_stmt* stmt, int column) {
 
 std::string rawTableName(std::int64_t time_ms) { return dayTableName(floorDiv(time_ms, kDayMs)); }
 
-// Chunks keyed by series with time in the key: a series' chunks of a day are adjacent, so a query
-// reads a range. A rowid table rather than WITHOUT ROWID: a chunk of a few kilobytes fits a
-// table leaf page, where an index page would spill it to overflow pages.
+// The primary key (an index beside the rowid table) orders a day's chunks by series and time, so
+// a query reads a range of it. A rowid table rather than WITHOUT ROWID: a chunk of a few
+// kilobytes fits a table leaf page, where an index page would spill it to overflow pages.
 std::string createRawTableSql(const std::string& table) {
     return "CREATE TABLE IF NOT EXISTS " + table +
            "(gateway INTEGER NOT NULL, sensor INTEGER NOT NULL, start_ms INTEGER NOT NULL, "
@@ -403,10 +403,9 @@ bool decodeRawChunk(std::span<const std::uint8_t> chunk, std::int64_t start_ms, 
         time = static_cast<std::int64_t>(static_cast<std::uint64_t>(time) + delta);
         std::uint64_t bits = 0;
         for (int b = 0; b < 8; ++b) bits |= static_cast<std::uint64_t>(chunk[at++]) << (8 * b);
-        const std::uint8_t quality = chunk[at++];
-        if (quality > static_cast<std::uint8_t>(shared::Quality::TimeUncertain)) return false;
-        out.push_back(shared::Reading{sensor, time, std::bit_cast<double>(bits),
-                                      static_cast<shared::Quality>(quality)});
+        // Stored as given, like every other field (the codec validates what gateways send).
+        const auto quality = static_cast<shared::Quality>(chunk[at++]);
+        out.push_back(shared::Reading{sensor, time, std::bit_cast<double>(bits), quality});
     }
     return at == chunk.size();
 }
@@ -588,18 +587,15 @@ struct TimeseriesStore::Impl {
         return id;
     }
 
-    // Forgetting is always safe: the next write of a series-hour it forgot reads its chunks
-    // again. What a table's created_here promises is gone with anything forgotten.
-    void forgetStoredTimes() {
-        latest_stored.clear();
-        for (auto& entry : days) entry.second.created_here = false;
-    }
-
     // Keeps the last two hours that were written (late data is rare; the live hours are what
-    // every call writes), or nothing if those alone are too many.
+    // every call writes), or nothing if those alone are too many. Forgetting is always safe: the
+    // next write of a series-hour it forgot reads its chunks again. What a table's created_here
+    // promises is gone with anything forgotten.
     void trimStoredTimes() {
+        // Not past the current hour: a gateway whose clock runs ahead would keep only its own.
         std::int64_t newest = std::numeric_limits<std::int64_t>::min();
         for (const auto& entry : latest_stored) newest = std::max(newest, entry.first.bucket_ms);
+        newest = std::min(newest, floorTo(nowMs(), kHourMs));
         std::erase_if(latest_stored,
                       [&](const auto& entry) { return entry.first.bucket_ms < newest - kHourMs; });
         for (auto& entry : days) entry.second.created_here = false;
@@ -760,7 +756,7 @@ struct TimeseriesStore::Impl {
         grouped.resize(pending.size());
         for (std::size_t i = 0; i < pending.size(); ++i)
             grouped[slot_next[slot_of[i]]++] = pending[i];
-        // Series in key order, so that chunks enter the table's B-tree in order.
+        // Series in key order, so that chunks enter the primary key's index in order.
         slot_order.resize(series_keys.size());
         for (std::uint32_t k = 0; k < slot_order.size(); ++k) slot_order[k] = k;
         std::sort(slot_order.begin(), slot_order.end(), [&](std::uint32_t a, std::uint32_t b) {
@@ -1371,8 +1367,14 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
             begin_ms < std::numeric_limits<std::int64_t>::min() + kHourMs
                 ? std::numeric_limits<std::int64_t>::min()
                 : floorTo(begin_ms, kHourMs);
+        // Step 0: the readings themselves, at most `limit`. Otherwise a summary per step, at
+        // most `limit` of them (checked above), filled in any order: late data has chunks of its
+        // own that overlap earlier ones in time, and a summary picks first and last by time.
         std::vector<shared::Reading> readings;
         bool ascending = true;
+        const std::int64_t first_slot = step > 0 ? floorDiv(begin_ms, step) : 0;
+        std::vector<Summary> slots(
+            step > 0 ? static_cast<std::size_t>(floorDiv(end_ms - 1, step) - first_slot + 1) : 0);
         for (const auto& table : tables.value()) {
             Statement stmt;
             int rc = impl.prepare(stmt, "SELECT start_ms, count, readings FROM " + table +
@@ -1397,11 +1399,18 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
                 }
                 for (const auto& reading : chunk) {
                     if (reading.time_ms < begin_ms || reading.time_ms >= end_ms) continue;
-                    // Late data has chunks of its own that overlap earlier ones in time.
+                    if (step > 0) {
+                        const auto slot =
+                            static_cast<std::size_t>(floorDiv(reading.time_ms, step) - first_slot);
+                        if (reading.quality != shared::Quality::Bad && slot < slots.size()) {
+                            slots[slot].add(reading.time_ms, reading.value);
+                        }
+                        continue;
+                    }
                     ascending = ascending &&
                                 (readings.empty() || readings.back().time_ms < reading.time_ms);
                     readings.push_back(reading);
-                    if (step == 0 && readings.size() > limit) return too_many();
+                    if (readings.size() > limit) return too_many();
                 }
             }
             if (rc != SQLITE_DONE) return sqliteError(impl.db.get(), rc);
@@ -1411,14 +1420,13 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
                       [](const auto& a, const auto& b) { return a.time_ms < b.time_ms; });
         }
         for (const auto& r : readings) {
-            if (step == 0) {
-                result.points.push_back(SeriesPoint{r.time_ms, r.value, r.value, r.value, r.value,
-                                                    r.value, 1, r.quality});
-            } else if (r.quality != shared::Quality::Bad) {
-                Summary one;
-                one.add(r.time_ms, r.value);
-                add(r.time_ms, one);
-            }
+            result.points.push_back(
+                SeriesPoint{r.time_ms, r.value, r.value, r.value, r.value, r.value, 1, r.quality});
+        }
+        for (std::size_t slot = 0; slot < slots.size(); ++slot) {
+            if (slots[slot].count == 0) continue;
+            result.points.push_back(
+                slots[slot].point((first_slot + static_cast<std::int64_t>(slot)) * step));
         }
     } else {
         ScopedStatement use(result.tier == Tier::Minute ? impl.select_minute : impl.select_hour);
@@ -1546,7 +1554,12 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
     if (!done) return done.error();
     impl.raw_floor_day = first_day;
     for (const std::int64_t day : dropped) impl.days.erase(day);
-    if (!dropped.empty()) impl.forgetStoredTimes();
+    // Dropped days are before the floor and never written again; the kept days' entries stand.
+    if (!dropped.empty()) {
+        std::erase_if(impl.latest_stored, [&](const auto& entry) {
+            return floorDiv(entry.first.bucket_ms, kDayMs) < first_day;
+        });
+    }
     result.tables_dropped = dropped.size();
     impl.tables_dropped->inc(result.tables_dropped);
     impl.rows_deleted[0]->inc(result.minute_rows_deleted);

@@ -37,7 +37,12 @@ class BareDb {
 public:
     BareDb(std::filesystem::path path, std::uint64_t cache_bytes) : path_(std::move(path)) {
         remove();
-        check(sqlite3_open(path_.c_str(), &db_), "open");
+        const int rc = sqlite3_open(path_.c_str(), &db_);
+        if (rc != SQLITE_OK) {
+            const std::string error = sqlite3_errmsg(db_);
+            sqlite3_close(db_);
+            throw std::runtime_error("bare loop, open: " + error);
+        }
         exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
                  std::to_string(cache_bytes / 1024) +
                  "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
@@ -130,7 +135,10 @@ struct ChunkRow {
 
 inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBatch> batches,
                                                          std::size_t batches_per_transaction) {
-    constexpr std::int64_t kHourMs = 3'600'000;
+    const auto hourOf = [](std::int64_t t) {  // floor division, as the store's
+        const std::int64_t q = t / ingest::kHourMs;
+        return (t % ingest::kHourMs != 0 && t < 0) ? q - 1 : q;
+    };
     std::vector<std::vector<ChunkRow>> transactions;
     for (std::size_t first = 0; first < batches.size(); first += batches_per_transaction) {
         std::vector<std::pair<std::int64_t, shared::Reading>> readings;
@@ -162,7 +170,7 @@ inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBat
             const auto& [gateway, r] = readings[i];
             if (!chunk.empty() &&
                 (gateway != readings[i - 1].first || r.sensor != chunk.front().sensor ||
-                 r.time_ms / kHourMs != chunk.front().time_ms / kHourMs ||
+                 hourOf(r.time_ms) != hourOf(chunk.front().time_ms) ||
                  chunk.size() == ingest::kMaxChunkReadings)) {
                 flush(readings[i - 1].first);
             }

@@ -224,7 +224,7 @@ TEST(RawChunkTest, RoundTripsEveryValueAndRejectsWhatIsNotAChunk) {
     EXPECT_EQ(back, readings);
     EXPECT_TRUE(std::signbit(back[0].value));
 
-    // Short, long, a count that does not match, a repeated time, a quality out of range.
+    // Short, long, a count that does not match, a repeated time.
     back.clear();
     EXPECT_FALSE(decodeRawChunk(std::span(bytes).first(bytes.size() - 1), -5'000, 4, 3, back));
     auto longer = bytes;
@@ -235,9 +235,12 @@ TEST(RawChunkTest, RoundTripsEveryValueAndRejectsWhatIsNotAChunk) {
     encodeRawChunk(std::span(readings).first(1), repeated);
     repeated.insert(repeated.end(), repeated.begin(), repeated.end());
     EXPECT_FALSE(decodeRawChunk(repeated, -5'000, 2, 3, back));
-    auto bad_quality = bytes;
-    bad_quality[9] = 4;
-    EXPECT_FALSE(decodeRawChunk(bad_quality, -5'000, 4, 3, back));
+    // A quality byte is stored as given, as every other field is.
+    auto odd_quality = bytes;
+    odd_quality[9] = 9;
+    back.clear();
+    ASSERT_TRUE(decodeRawChunk(odd_quality, -5'000, 4, 3, back));
+    EXPECT_EQ(static_cast<int>(back[0].quality), 9);
 }
 
 TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
@@ -264,6 +267,11 @@ TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
               std::vector<SeriesPoint>(expected.begin() + 1, expected.begin() + 3));
     EXPECT_EQ(query("temperature", kDay0, kDay0 + kMinuteMs, kMinuteMs).points,
               std::vector<SeriesPoint>{summary(kDay0, 5, 10.0, 1.0, 3.0, 1.0, 3.0)});
+    // Raw with a step: the late chunk's readings land in the steps they belong to.
+    EXPECT_EQ(query("temperature", kDay0, kDay0 + kMinuteMs, 10'000).points,
+              (std::vector<SeriesPoint>{summary(kDay0 + 10'000, 2, 2.5, 1.0, 1.5, 1.0, 1.5),
+                                        summary(kDay0 + 20'000, 2, 4.5, 2.0, 2.5, 2.0, 2.5),
+                                        summary(kDay0 + 30'000, 1, 3.0, 3.0, 3.0, 3.0, 3.0)}));
 
     // More readings than a chunk holds, across an hour boundary: chunks split at both.
     std::vector<shared::Reading> many;

@@ -26,11 +26,13 @@
 //   series (gateway, sensor) within one UTC hour, ascending by time with distinct times, written
 //   by one call and never changed afterwards. Chunks of a series may overlap in time (late data
 //   gets chunks of its own) but never share a reading. A row per reading capped the store near
-//   half a million readings/s; a chunk costs one B-tree insert for up to kMaxChunkReadings.
+//   half a million readings/s; a chunk costs two B-tree inserts (the table and its primary key's
+//   index) for up to kMaxChunkReadings.
 // - Duplicates are found without reading the database in the common case: the store remembers,
 //   per series and hour, the latest time it has stored (loaded from the chunks the first time a
-//   series-hour is written in this process, forgotten when a transaction rolls back), and only a
-//   reading at or before that time makes it read the hour's chunks.
+//   series-hour is written in this process; forgotten when a transaction rolls back, when
+//   retention drops its day, and past 2^20 series-hours), and only a reading at or before that
+//   time makes it read the hour's chunks.
 // - Raw chunks live in one table per UTC day (raw_YYYYMMDD), created on first write for that day.
 //   Rollups are kept for 1-minute and 1-hour buckets (count, sum, min, max, first and last by
 //   time) and updated as data arrives, late data included: a reading for an old minute updates
