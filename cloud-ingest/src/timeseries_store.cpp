@@ -266,6 +266,38 @@ struct DayStatements {
 // but the last two hours written are forgotten (see trimStoredTimes).
 constexpr std::size_t kMaxRememberedSeriesHours = std::size_t{1} << 20;
 
+// Binds and runs a day table's INSERT (gateway, sensor, start_ms, end_ms, count, readings) for
+// one chunk; `bytes` is scratch space.
+int insertRawChunk(sqlite3_stmt* insert, std::int64_t gateway,
+                   std::span<const shared::Reading> chunk, std::vector<std::uint8_t>& bytes) {
+    bytes.clear();
+    encodeRawChunk(chunk, bytes);
+    sqlite3_bind_int64(insert, 1, gateway);
+    sqlite3_bind_int(insert, 2, chunk.front().sensor);
+    sqlite3_bind_int64(insert, 3, chunk.front().time_ms);
+    sqlite3_bind_int64(insert, 4, chunk.back().time_ms);
+    sqlite3_bind_int64(insert, 5, static_cast<sqlite3_int64>(chunk.size()));
+    sqlite3_bind_blob(insert, 6, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+    // Every parameter is bound again for the next chunk: no clear_bindings on this path.
+    const int rc = sqlite3_step(insert);
+    sqlite3_reset(insert);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+std::span<const std::uint8_t> blobOf(sqlite3_stmt* stmt, int column) {
+    const auto* data = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt, column));
+    const int size = sqlite3_column_bytes(stmt, column);
+    return {data, data == nullptr ? 0 : static_cast<std::size_t>(size)};
+}
+
+// The chunk in the current row of a SELECT whose first columns are start_ms, count, readings,
+// decoded into `out` (cleared first) with `sensor` set; false if it does not decode.
+bool decodeChunkRow(sqlite3_stmt* select, std::uint16_t sensor, std::vector<shared::Reading>& out) {
+    out.clear();
+    return decodeRawChunk(blobOf(select, 2), sqlite3_column_int64(select, 0),
+                          static_cast<std::size_t>(sqlite3_column_int64(select, 1)), sensor, out);
+}
+
 // Version 1 kept a row per reading in raw_YYYYMMDD(gateway, sensor, time_ms, value, quality).
 // Rewrites each such table as chunks under the same name, inside the caller's transaction.
 int convertRowsToChunks(sqlite3* db) {
@@ -305,24 +337,22 @@ int convertRowsToChunks(sqlite3* db) {
                                 -1, &insert_raw, nullptr);
         Statement insert(insert_raw);
         if (rc != SQLITE_OK) return rc;
-        std::vector<shared::Reading> chunk;
+        // A series at a time (a day of it at most: version 1 kept a table per day).
+        std::vector<shared::Reading> series;
+        std::vector<std::span<const shared::Reading>> chunks;
         std::vector<std::uint8_t> bytes;
         std::int64_t gateway = 0;
         const auto flush = [&] {
-            if (chunk.empty()) return SQLITE_OK;
-            bytes.clear();
-            encodeRawChunk(chunk, bytes);
-            sqlite3_bind_int64(insert_raw, 1, gateway);
-            sqlite3_bind_int(insert_raw, 2, chunk.front().sensor);
-            sqlite3_bind_int64(insert_raw, 3, chunk.front().time_ms);
-            sqlite3_bind_int64(insert_raw, 4, chunk.back().time_ms);
-            sqlite3_bind_int64(insert_raw, 5, static_cast<sqlite3_int64>(chunk.size()));
-            sqlite3_bind_blob(insert_raw, 6, bytes.data(), static_cast<int>(bytes.size()),
-                              SQLITE_STATIC);
-            const int step = sqlite3_step(insert_raw);
-            sqlite3_reset(insert_raw);
-            chunk.clear();
-            return step == SQLITE_DONE ? SQLITE_OK : step;
+            chunks.clear();
+            cutRawChunks(series, chunks);
+            for (const auto& chunk : chunks) {
+                if (const int step = insertRawChunk(insert_raw, gateway, chunk, bytes);
+                    step != SQLITE_OK) {
+                    return step;
+                }
+            }
+            series.clear();
+            return SQLITE_OK;
         };
         while ((rc = sqlite3_step(select_raw)) == SQLITE_ROW) {
             const std::int64_t row_gateway = sqlite3_column_int64(select_raw, 0);
@@ -330,14 +360,12 @@ int convertRowsToChunks(sqlite3* db) {
                 static_cast<std::uint16_t>(sqlite3_column_int(select_raw, 1)),
                 sqlite3_column_int64(select_raw, 2), sqlite3_column_double(select_raw, 3),
                 static_cast<shared::Quality>(sqlite3_column_int(select_raw, 4))};
-            if (!chunk.empty() &&
-                (row_gateway != gateway || reading.sensor != chunk.front().sensor ||
-                 floorTo(reading.time_ms, kHourMs) != floorTo(chunk.front().time_ms, kHourMs) ||
-                 chunk.size() == kMaxChunkReadings)) {
+            if (!series.empty() &&
+                (row_gateway != gateway || reading.sensor != series.front().sensor)) {
                 if (const int step = flush(); step != SQLITE_OK) return step;
             }
             gateway = row_gateway;
-            chunk.push_back(reading);
+            series.push_back(reading);
         }
         if (rc != SQLITE_DONE) return rc;
         if (rc = flush(); rc != SQLITE_OK) return rc;
@@ -346,12 +374,6 @@ int convertRowsToChunks(sqlite3* db) {
         if (rc = exec(db, "DROP TABLE " + old); rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
-}
-
-std::span<const std::uint8_t> blobOf(sqlite3_stmt* stmt, int column) {
-    const auto* data = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt, column));
-    const int size = sqlite3_column_bytes(stmt, column);
-    return {data, data == nullptr ? 0 : static_cast<std::size_t>(size)};
 }
 
 }  // namespace
@@ -384,6 +406,19 @@ void encodeRawChunk(std::span<const shared::Reading> ascending, std::vector<std:
             out.push_back(static_cast<std::uint8_t>(bits >> shift));
         }
         out.push_back(static_cast<std::uint8_t>(reading.quality));
+    }
+}
+
+void cutRawChunks(std::span<const shared::Reading> ascending,
+                  std::vector<std::span<const shared::Reading>>& out) {
+    std::size_t first = 0;
+    for (std::size_t i = 1; i <= ascending.size(); ++i) {
+        if (i == ascending.size() || i - first == kMaxChunkReadings ||
+            floorDiv(ascending[i].time_ms, kHourMs) !=
+                floorDiv(ascending[first].time_ms, kHourMs)) {
+            out.push_back(ascending.subspan(first, i - first));
+            first = i;
+        }
     }
 }
 
@@ -622,7 +657,7 @@ struct TimeseriesStore::Impl {
                              "(?, ?, ?, ?, ?, ?)");
             if (rc == SQLITE_OK) {
                 rc = prepare(statements.chunks,
-                             "SELECT start_ms, end_ms, count, readings FROM " + table +
+                             "SELECT start_ms, count, readings, end_ms FROM " + table +
                                  " WHERE gateway = ? AND sensor = ? AND start_ms >= ? AND "
                                  "start_ms < ? ORDER BY start_ms");
             }
@@ -652,15 +687,10 @@ struct TimeseriesStore::Impl {
         int rc = SQLITE_OK;
         while ((rc = sqlite3_step(*use)) == SQLITE_ROW) {
             const std::int64_t start_ms = sqlite3_column_int64(*use, 0);
-            const std::int64_t end_ms = sqlite3_column_int64(*use, 1);
+            const std::int64_t end_ms = sqlite3_column_int64(*use, 3);
             latest = std::max(latest, end_ms);
             if (end_ms < from_ms || start_ms > to_ms) continue;
-            decoded.clear();
-            if (!decodeRawChunk(blobOf(*use, 3), start_ms,
-                                static_cast<std::size_t>(sqlite3_column_int64(*use, 2)), 0,
-                                decoded)) {
-                return SQLITE_CORRUPT;
-            }
+            if (!decodeChunkRow(*use, 0, decoded)) return SQLITE_CORRUPT;
             for (const auto& reading : decoded) {
                 if (reading.time_ms < from_ms || reading.time_ms > to_ms) continue;
                 ascending = ascending && (times.empty() || times.back() < reading.time_ms);
@@ -701,23 +731,11 @@ struct TimeseriesStore::Impl {
             }
             known = latest_stored.insert_or_assign(series_hour, latest).first;
         }
-        for (std::size_t at = 0; at < readings.size(); at += kMaxChunkReadings) {
-            const std::span<const shared::Reading> chunk(
-                readings.data() + at, std::min(kMaxChunkReadings, readings.size() - at));
-            chunk_bytes.clear();
-            encodeRawChunk(chunk, chunk_bytes);
-            sqlite3_stmt* insert = day->insert.get();
-            sqlite3_bind_int64(insert, 1, series_hour.gateway);
-            sqlite3_bind_int64(insert, 2, series_hour.sensor);
-            sqlite3_bind_int64(insert, 3, chunk.front().time_ms);
-            sqlite3_bind_int64(insert, 4, chunk.back().time_ms);
-            sqlite3_bind_int64(insert, 5, static_cast<sqlite3_int64>(chunk.size()));
-            sqlite3_bind_blob(insert, 6, chunk_bytes.data(), static_cast<int>(chunk_bytes.size()),
-                              SQLITE_STATIC);
-            // Every parameter is bound again for the next chunk: no clear_bindings on this path.
-            rc = sqlite3_step(insert);
-            sqlite3_reset(insert);
-            if (rc != SQLITE_DONE) return rc;
+        chunk_spans.clear();
+        cutRawChunks(readings, chunk_spans);
+        for (const auto& chunk : chunk_spans) {
+            rc = insertRawChunk(day->insert.get(), series_hour.gateway, chunk, chunk_bytes);
+            if (rc != SQLITE_OK) return rc;
         }
         if (readings.empty()) return SQLITE_OK;
         known->second = std::max(known->second, readings.back().time_ms);
@@ -1026,6 +1044,7 @@ struct TimeseriesStore::Impl {
     std::vector<shared::Reading> series_readings;
     std::vector<shared::Reading> decoded;
     std::vector<std::int64_t> stored_times;
+    std::vector<std::span<const shared::Reading>> chunk_spans;
     std::vector<std::uint8_t> chunk_bytes;
 
     // Minute summaries of the open write transaction.
@@ -1387,15 +1406,12 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
             sqlite3_bind_int64(stmt.get(), 4, end_ms);
             std::vector<shared::Reading> chunk;
             while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-                chunk.clear();
-                const std::int64_t start_ms = sqlite3_column_int64(stmt.get(), 0);
-                if (!decodeRawChunk(blobOf(stmt.get(), 2), start_ms,
-                                    static_cast<std::size_t>(sqlite3_column_int64(stmt.get(), 1)),
-                                    static_cast<std::uint16_t>(index), chunk)) {
-                    return Error::retry("sqlite_error",
-                                        fmt::format("{}: a chunk of gateway {} sensor {} at {} "
-                                                    "does not decode",
-                                                    table, gateway_id, index, start_ms));
+                if (!decodeChunkRow(stmt.get(), static_cast<std::uint16_t>(index), chunk)) {
+                    return Error::retry(
+                        "sqlite_error",
+                        fmt::format("{}: a chunk of gateway {} sensor {} at {} "
+                                    "does not decode",
+                                    table, gateway_id, index, sqlite3_column_int64(stmt.get(), 0)));
                 }
                 for (const auto& reading : chunk) {
                     if (reading.time_ms < begin_ms || reading.time_ms >= end_ms) continue;

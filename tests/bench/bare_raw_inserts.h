@@ -121,9 +121,9 @@ void bareRawInserts(const std::filesystem::path& path, std::span<const BareBatch
     });
 }
 
-// The store's rows for `batches`: per transaction, each series' readings of each UTC hour sorted
-// by time and cut into chunks of at most ingest::kMaxChunkReadings, as TimeseriesStore writes them
-// (the workloads have no duplicates to leave out).
+// The store's rows for `batches`: per transaction, each series' readings sorted by time and cut
+// as TimeseriesStore cuts them (ingest::cutRawChunks; the workloads have no duplicates to leave
+// out).
 struct ChunkRow {
     std::int64_t gateway = 0;
     int sensor = 0;
@@ -135,10 +135,6 @@ struct ChunkRow {
 
 inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBatch> batches,
                                                          std::size_t batches_per_transaction) {
-    const auto hourOf = [](std::int64_t t) {  // floor division, as the store's
-        const std::int64_t q = t / ingest::kHourMs;
-        return (t % ingest::kHourMs != 0 && t < 0) ? q - 1 : q;
-    };
     std::vector<std::vector<ChunkRow>> transactions;
     for (std::size_t first = 0; first < batches.size(); first += batches_per_transaction) {
         std::vector<std::pair<std::int64_t, shared::Reading>> readings;
@@ -153,30 +149,28 @@ inline std::vector<std::vector<ChunkRow>> storeChunkRows(std::span<const BareBat
                    std::tuple(b.first, b.second.sensor, b.second.time_ms);
         });
         std::vector<ChunkRow> rows;
-        std::vector<shared::Reading> chunk;
-        const auto flush = [&](std::int64_t gateway) {
-            if (chunk.empty()) return;
-            ChunkRow row{gateway,
-                         chunk.front().sensor,
-                         chunk.front().time_ms,
-                         chunk.back().time_ms,
-                         static_cast<std::int64_t>(chunk.size()),
-                         {}};
-            ingest::encodeRawChunk(chunk, row.bytes);
-            rows.push_back(std::move(row));
-            chunk.clear();
-        };
+        std::vector<shared::Reading> series;
+        std::vector<std::span<const shared::Reading>> chunks;
         for (std::size_t i = 0; i < readings.size(); ++i) {
-            const auto& [gateway, r] = readings[i];
-            if (!chunk.empty() &&
-                (gateway != readings[i - 1].first || r.sensor != chunk.front().sensor ||
-                 hourOf(r.time_ms) != hourOf(chunk.front().time_ms) ||
-                 chunk.size() == ingest::kMaxChunkReadings)) {
-                flush(readings[i - 1].first);
+            series.push_back(readings[i].second);
+            const bool last_of_series = i + 1 == readings.size() ||
+                                        readings[i + 1].first != readings[i].first ||
+                                        readings[i + 1].second.sensor != readings[i].second.sensor;
+            if (!last_of_series) continue;
+            chunks.clear();
+            ingest::cutRawChunks(series, chunks);
+            for (const auto& chunk : chunks) {
+                ChunkRow row{readings[i].first,
+                             chunk.front().sensor,
+                             chunk.front().time_ms,
+                             chunk.back().time_ms,
+                             static_cast<std::int64_t>(chunk.size()),
+                             {}};
+                ingest::encodeRawChunk(chunk, row.bytes);
+                rows.push_back(std::move(row));
             }
-            chunk.push_back(r);
+            series.clear();
         }
-        if (!readings.empty()) flush(readings.back().first);
         transactions.push_back(std::move(rows));
     }
     return transactions;

@@ -337,6 +337,18 @@ struct UsageRow {
     std::map<std::string, MappingUsage> mappings{};
 };
 
+// A process's memory at the end of the window and its CPU over it.
+UsageRow usageOver(const char* name, const ProcSample& before, const ProcSample& after) {
+    UsageRow row{name};
+    row.window_seconds = seconds(after.at - before.at);
+    row.rss_kib = after.rss_kib;
+    row.hwm_kib = after.hwm_kib;
+    row.cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+    row.run_seconds = after.run_seconds - before.run_seconds;
+    row.cpu_percent = 100.0 * row.cpu_seconds / row.window_seconds;
+    return row;
+}
+
 UsageRow runUsage(test::MosquittoFixture& broker, const char* name, int sensors,
                   std::chrono::milliseconds interval) {
     test::ReceiptSubscriber ingest(broker);
@@ -358,7 +370,7 @@ UsageRow runUsage(test::MosquittoFixture& broker, const char* name, int sensors,
     std::this_thread::sleep_for(kWindow);
     auto after = sampleProcess(pid);
     after.stored = agent.storedTelemetry();
-    UsageRow row{name};
+    UsageRow row = usageOver(name, before, after);
     row.mappings = residentByMapping(pid);
     if (const int status = agent.stop(); status != 0) {
         fail(fmt::format("tern-edge exited with status {}", status), agent.log());
@@ -367,15 +379,9 @@ UsageRow runUsage(test::MosquittoFixture& broker, const char* name, int sensors,
     for (const auto& [seq, readings] : after.stored) {
         if (!before.stored.contains(seq)) row.readings += readings;
     }
-    row.window_seconds = seconds(after.at - before.at);
     row.readings_per_second = static_cast<double>(row.readings) / row.window_seconds;
-    row.rss_kib = after.rss_kib;
-    row.hwm_kib = after.hwm_kib;
-    const double cpu = after.cpu_seconds - before.cpu_seconds;
-    row.cpu_seconds = cpu;
-    row.run_seconds = after.run_seconds - before.run_seconds;
-    row.cpu_percent = 100.0 * cpu / row.window_seconds;
-    row.cpu_ms_per_1k = row.readings == 0 ? 0.0 : cpu * 1e6 / static_cast<double>(row.readings);
+    row.cpu_ms_per_1k =
+        row.readings == 0 ? 0.0 : row.cpu_seconds * 1e6 / static_cast<double>(row.readings);
     return row;
 }
 
@@ -397,17 +403,12 @@ UsageRow runFloor(test::MosquittoFixture& broker) {
     const auto before = sampleProcess(pid);
     std::this_thread::sleep_for(kWindow);
     const auto after = sampleProcess(pid);
-    UsageRow row{"floor: paho_tls_floor (Paho C++ over TLS, 1 message/s)"};
+    UsageRow row =
+        usageOver("floor: paho_tls_floor (Paho C++ over TLS, 1 message/s)", before, after);
     row.mappings = residentByMapping(pid);
     if (const int status = test::terminateProcess(pid, 10s); status != 0) {
         fail(fmt::format("paho_tls_floor exited with status {}", status), test::readFile(output));
     }
-    row.window_seconds = seconds(after.at - before.at);
-    row.rss_kib = after.rss_kib;
-    row.hwm_kib = after.hwm_kib;
-    row.cpu_seconds = after.cpu_seconds - before.cpu_seconds;
-    row.run_seconds = after.run_seconds - before.run_seconds;
-    row.cpu_percent = 100.0 * row.cpu_seconds / row.window_seconds;
     return row;
 }
 

@@ -243,6 +243,21 @@ TEST(RawChunkTest, RoundTripsEveryValueAndRejectsWhatIsNotAChunk) {
     EXPECT_EQ(static_cast<int>(back[0].quality), 9);
 }
 
+TEST(RawChunkTest, ChunksAreCutAtEachUtcHourAndEveryMaxReadings) {
+    // Three readings before 1970 (the hour before zero), then 300 in the first hour.
+    std::vector<shared::Reading> readings;
+    for (int i = -3; i < 300; ++i) readings.push_back(reading(0, i * 1'000, i));
+    std::vector<std::span<const shared::Reading>> chunks;
+    cutRawChunks(readings, chunks);
+    ASSERT_EQ(chunks.size(), 3u);
+    EXPECT_EQ(chunks[0].size(), 3u);
+    EXPECT_EQ(chunks[0].back().time_ms, -1'000);
+    EXPECT_EQ(chunks[1].size(), kMaxChunkReadings);
+    EXPECT_EQ(chunks[1].front().time_ms, 0);
+    EXPECT_EQ(chunks[2].size(), 300u - kMaxChunkReadings);
+    EXPECT_EQ(chunks[2].back().time_ms, 299'000);
+}
+
 TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
     const std::string table = rawTableName(kDay0);
     // One call, one series, one hour: one chunk for three readings.

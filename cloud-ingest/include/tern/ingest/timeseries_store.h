@@ -236,6 +236,10 @@ std::string createRawTableSql(const std::string& table);
 // Appends the chunk of `ascending` (times strictly increasing, at most kMaxChunkReadings; sensor
 // is not stored) to `out`.
 void encodeRawChunk(std::span<const shared::Reading> ascending, std::vector<std::uint8_t>& out);
+// Cuts one series' readings (ascending, distinct times) into the chunks the store writes: a new
+// chunk at each UTC hour and after every kMaxChunkReadings readings. Appends them to `out`.
+void cutRawChunks(std::span<const shared::Reading> ascending,
+                  std::vector<std::span<const shared::Reading>>& out);
 // Appends the `count` readings of a chunk that starts at start_ms to `out`, with `sensor` set;
 // false if the bytes are not such a chunk (out then holds what was decoded before the fault).
 bool decodeRawChunk(std::span<const std::uint8_t> chunk, std::int64_t start_ms, std::size_t count,
