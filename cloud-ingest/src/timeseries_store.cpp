@@ -134,6 +134,12 @@ CREATE TABLE IF NOT EXISTS alerts(
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_identity ON alerts(gateway, epoch, seq);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts(time_ms);
 CREATE INDEX IF NOT EXISTS alerts_by_gateway ON alerts(gateway, time_ms);
+-- Raw chunks that no longer decoded when a write had to read them (see quarantineChunk): kept
+-- byte for byte for an operator, and dropped with their day's raw table.
+CREATE TABLE IF NOT EXISTS quarantined_chunks(
+    raw_table TEXT NOT NULL, gateway INTEGER NOT NULL, sensor INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, count INTEGER NOT NULL, readings BLOB,
+    quarantined_ms INTEGER NOT NULL);
 )sql",
                        kRollupColumns);
 }
@@ -477,6 +483,9 @@ struct TimeseriesStore::Impl {
         }
         write_errors = &metrics.counter("tern_ingest_tsdb_write_errors_total",
                                         "Write calls that failed and stored nothing");
+        chunks_quarantined = &metrics.counter(
+            "tern_ingest_tsdb_chunks_quarantined_total",
+            "Stored raw chunks that no longer decoded, moved to the quarantined_chunks table");
         write_seconds = &metrics.histogram("tern_ingest_tsdb_write_seconds",
                                            "Duration of one write or group commit, commit included",
                                            shared::exponentialBuckets(0.0005, 2.0, 14));
@@ -673,11 +682,14 @@ struct TimeseriesStore::Impl {
 
     // Reads the series' chunks that start in the hour: the times of their readings in
     // [from_ms, to_ms] into `times` (ascending), and the latest time of any of them into `latest`
-    // (INT64_MIN if the hour has none).
-    int storedTimes(DayStatements& day, const BucketKey& series_hour, std::int64_t from_ms,
-                    std::int64_t to_ms, std::vector<std::int64_t>& times, std::int64_t& latest) {
+    // (INT64_MIN if the hour has none). A chunk that does not decode is quarantined: retrying
+    // would meet it again on every attempt and hold up every later write of the sink.
+    int storedTimes(std::int64_t day_number, DayStatements& day, const BucketKey& series_hour,
+                    std::int64_t from_ms, std::int64_t to_ms, std::vector<std::int64_t>& times,
+                    std::int64_t& latest, WriteResult& result) {
         times.clear();
         latest = std::numeric_limits<std::int64_t>::min();
+        corrupt_chunk_starts.clear();
         ScopedStatement use(day.chunks);
         sqlite3_bind_int64(*use, 1, series_hour.gateway);
         sqlite3_bind_int64(*use, 2, series_hour.sensor);
@@ -690,7 +702,10 @@ struct TimeseriesStore::Impl {
             const std::int64_t end_ms = sqlite3_column_int64(*use, 3);
             latest = std::max(latest, end_ms);
             if (end_ms < from_ms || start_ms > to_ms) continue;
-            if (!decodeChunkRow(*use, 0, decoded)) return SQLITE_CORRUPT;
+            if (!decodeChunkRow(*use, 0, decoded)) {
+                corrupt_chunk_starts.push_back(start_ms);
+                continue;
+            }
             for (const auto& reading : decoded) {
                 if (reading.time_ms < from_ms || reading.time_ms > to_ms) continue;
                 ascending = ascending && (times.empty() || times.back() < reading.time_ms);
@@ -698,8 +713,42 @@ struct TimeseriesStore::Impl {
             }
         }
         if (rc != SQLITE_DONE) return rc;
+        sqlite3_reset(*use);  // done with the table before rows of it move
+        for (const std::int64_t start_ms : corrupt_chunk_starts) {
+            if (rc = quarantineChunk(day_number, series_hour, start_ms); rc != SQLITE_OK) return rc;
+            result.chunks_quarantined += 1;
+        }
         if (!ascending) std::sort(times.begin(), times.end());
         return SQLITE_OK;
+    }
+
+    // Moves one chunk of the day's raw table into quarantined_chunks, in the open transaction.
+    // Its readings can no longer be read, so later copies of them are not known as duplicates;
+    // the rollups already count them.
+    int quarantineChunk(std::int64_t day_number, const BucketKey& series_hour,
+                        std::int64_t start_ms) {
+        const std::string table = dayTableName(day_number);
+        const std::string where = " WHERE gateway = ? AND sensor = ? AND start_ms = ?";
+        Statement move;
+        Statement remove;
+        int rc = prepare(move,
+                         "INSERT INTO quarantined_chunks(raw_table, gateway, sensor, start_ms, "
+                         "end_ms, count, readings, quarantined_ms) SELECT ?, gateway, sensor, "
+                         "start_ms, end_ms, count, readings, ? FROM " +
+                             table + where);
+        if (rc == SQLITE_OK) rc = prepare(remove, "DELETE FROM " + table + where);
+        if (rc != SQLITE_OK) return rc;
+        sqlite3_bind_text(move.get(), 1, table.c_str(), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(move.get(), 2, nowMs());
+        sqlite3_bind_int64(move.get(), 3, series_hour.gateway);
+        sqlite3_bind_int64(move.get(), 4, series_hour.sensor);
+        sqlite3_bind_int64(move.get(), 5, start_ms);
+        if (rc = sqlite3_step(move.get()); rc != SQLITE_DONE) return rc;
+        sqlite3_bind_int64(remove.get(), 1, series_hour.gateway);
+        sqlite3_bind_int64(remove.get(), 2, series_hour.sensor);
+        sqlite3_bind_int64(remove.get(), 3, start_ms);
+        rc = sqlite3_step(remove.get());
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
 
     // Writes one series' new readings of one hour (ascending, distinct times) as chunks, leaving
@@ -707,7 +756,8 @@ struct TimeseriesStore::Impl {
     int writeSeriesHour(const BucketKey& series_hour, std::vector<shared::Reading>& readings,
                         WriteResult& result) {
         int rc = SQLITE_OK;
-        DayStatements* day = dayStatements(floorDiv(series_hour.bucket_ms, kDayMs), rc);
+        const std::int64_t day_number = floorDiv(series_hour.bucket_ms, kDayMs);
+        DayStatements* day = dayStatements(day_number, rc);
         if (day == nullptr) return rc;
         const std::int64_t first = readings.front().time_ms;
         const std::int64_t last = readings.back().time_ms;
@@ -720,7 +770,8 @@ struct TimeseriesStore::Impl {
         }
         if (known == latest_stored.end() || first <= known->second) {
             std::int64_t latest = 0;
-            rc = storedTimes(*day, series_hour, first, last, stored_times, latest);
+            rc = storedTimes(day_number, *day, series_hour, first, last, stored_times, latest,
+                             result);
             if (rc != SQLITE_OK) return rc;
             if (!stored_times.empty()) {
                 const auto before = readings.size();
@@ -963,6 +1014,7 @@ struct TimeseriesStore::Impl {
         readings_rejected[static_cast<std::size_t>(Reject::Future)]->inc(result.readings_future);
         aggregates_written->inc(result.aggregates_written);
         aggregates_rejected->inc(result.aggregates_rejected);
+        chunks_quarantined->inc(result.chunks_quarantined);
         write_seconds->observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         return result;
@@ -1044,6 +1096,7 @@ struct TimeseriesStore::Impl {
     std::vector<shared::Reading> series_readings;
     std::vector<shared::Reading> decoded;
     std::vector<std::int64_t> stored_times;
+    std::vector<std::int64_t> corrupt_chunk_starts;
     std::vector<std::span<const shared::Reading>> chunk_spans;
     std::vector<std::uint8_t> chunk_bytes;
 
@@ -1067,6 +1120,7 @@ struct TimeseriesStore::Impl {
     shared::Counter* tables_dropped = nullptr;
     std::vector<shared::Counter*> rows_deleted;  // rollup_1m, rollup_1h, aggregate, alert
     shared::Counter* write_errors = nullptr;
+    shared::Counter* chunks_quarantined = nullptr;
     shared::Histogram* write_seconds = nullptr;
 };
 
@@ -1540,7 +1594,11 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
             statements = DayStatements{};
             impl.cached_day = std::numeric_limits<std::int64_t>::min();
             impl.cached_statements = nullptr;
-            if (const int step = exec(impl.db.get(), "DROP TABLE " + dayTableName(day));
+            const std::string table = dayTableName(day);
+            if (const int step = exec(impl.db.get(), "DROP TABLE " + table +
+                                                         "; DELETE FROM "
+                                                         "quarantined_chunks WHERE raw_table = '" +
+                                                         table + "'");
                 step != SQLITE_OK) {
                 return step;
             }

@@ -313,6 +313,65 @@ TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
     EXPECT_EQ(again.readings_written, 0u);
 }
 
+// Runs SQL on the store's file from a connection of its own; the text of the first column of
+// each row, or the error, comes back.
+std::vector<std::string> sqlRows(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::vector<std::string> rows;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+        rows.push_back(std::string("error: ") + sqlite3_errmsg(db));
+    }
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+        const auto* text = sqlite3_column_text(stmt, 0);
+        rows.emplace_back(text == nullptr ? "NULL" : reinterpret_cast<const char*>(text));
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rows;
+}
+
+TEST_F(TimeseriesStoreTest, AChunkThatNoLongerDecodesIsQuarantinedAndWritesGoOn) {
+    const std::string table = rawTableName(kDay0);
+    write(batch({reading(0, kDay0 + 10'000, 1.0), reading(0, kDay0 + 20'000, 2.0),
+                 reading(0, kDay0 + 30'000, 3.0), reading(1, kDay0 + 10'000, 50.0)}));
+    EXPECT_TRUE(sqlRows(config_.path, "UPDATE " + table + " SET readings = x'ff' WHERE sensor = 0")
+                    .empty());
+
+    // A query cannot read the chunk and says which one it is.
+    auto broken = store_->query("gw-1", "temperature", kDay0, kDay0 + kHourMs, 0);
+    ASSERT_FALSE(broken);
+    const std::string why = broken.error().message();
+    EXPECT_NE(why.find(table), std::string::npos) << why;
+    EXPECT_NE(why.find("does not decode"), std::string::npos) << why;
+
+    // A write into the same series-hour has to read the chunk for duplicates: the chunk moves
+    // aside, counted, and the write is stored instead of failing on every retry.
+    const auto late = write(batch({reading(0, kDay0 + 15'000, 1.5)}));
+    EXPECT_EQ(late.chunks_quarantined, 1u);
+    EXPECT_EQ(late.readings_written, 1u);
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_chunks_quarantined_total"), 1);
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_write_errors_total"), 0);
+    EXPECT_EQ(
+        sqlRows(config_.path,
+                "SELECT raw_table || ' ' || sensor || ' ' || (start_ms - " + std::to_string(kDay0) +
+                    ") || ' ' || count || ' ' || hex(readings) " + "FROM quarantined_chunks"),
+        std::vector<std::string>{table + " 0 10000 3 FF"});
+    EXPECT_EQ(query("temperature", kDay0, kDay0 + kHourMs, 0).points,
+              std::vector<SeriesPoint>{rawPoint(kDay0 + 15'000, 1.5)});
+    EXPECT_EQ(query("humidity", kDay0, kDay0 + kHourMs, 0).points,
+              std::vector<SeriesPoint>{rawPoint(kDay0 + 10'000, 50.0)});
+    // The rollups counted the quarantined readings when they were written, and keep them.
+    EXPECT_EQ(query("temperature", kDay0, kDay0 + kMinuteMs, kMinuteMs).points.at(0).count, 4u);
+
+    // Quarantined chunks go with their day's raw table.
+    clock_.setWall(shared::fromUnixMillis(kDay0 + 91 * kDayMs + 1));
+    ASSERT_TRUE(store_->enforceRetention());
+    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM quarantined_chunks"),
+              std::vector<std::string>{"0"});
+}
+
 TEST_F(TimeseriesStoreTest, AVersion1FileIsConvertedToChunksWhenOpened) {
     write(batch({reading(0, kDay0 + 1'000, 0.5)}));  // interns gw-1 and creates the schema
     store_.reset();

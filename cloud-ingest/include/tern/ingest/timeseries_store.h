@@ -129,6 +129,9 @@ struct WriteResult {
     std::uint64_t aggregates_written = 0;
     std::uint64_t aggregates_duplicate = 0;
     std::uint64_t aggregates_rejected = 0;  // non-finite, expired or future, as readings
+    // Stored chunks of the series-hours written to that no longer decoded: moved to the
+    // quarantined_chunks table so that writes go on (see the store section of docs/ingest.md).
+    std::uint64_t chunks_quarantined = 0;
 };
 
 // One batch of a group commit and the gateway it is stored under: the identity the ingest
