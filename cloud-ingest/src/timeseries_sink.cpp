@@ -103,11 +103,13 @@ void TimeseriesSink::deliver(std::vector<SpoolRecord> records, SinkCompletion do
         if (auto written = store_->writeMany(group); !written) {
             retryAll(written.error());
             failed = true;
-        } else if (const auto quarantined = written.value().chunks_quarantined; quarantined > 0) {
-            spdlog::error(
-                "sink {}: {} stored raw chunk(s) no longer decode; moved to the "
-                "quarantined_chunks table, and the write went on",
-                name_, quarantined);
+        } else {
+            for (const auto& chunk : written.value().undecodable_chunks) {
+                spdlog::error(
+                    "sink {}: a stored raw chunk no longer decodes ({}); set aside in "
+                    "the undecodable_chunks table, and the write went on",
+                    name_, chunk);
+            }
         }
     }
     for (std::size_t a = 0; !failed && a < alerts.size(); ++a) {

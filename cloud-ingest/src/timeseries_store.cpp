@@ -134,12 +134,12 @@ CREATE TABLE IF NOT EXISTS alerts(
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_identity ON alerts(gateway, epoch, seq);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts(time_ms);
 CREATE INDEX IF NOT EXISTS alerts_by_gateway ON alerts(gateway, time_ms);
--- Raw chunks that no longer decoded when a write had to read them (see quarantineChunk): kept
--- byte for byte for an operator, and dropped with their day's raw table.
-CREATE TABLE IF NOT EXISTS quarantined_chunks(
+-- Raw chunks that no longer decoded when a write had to read them (see setAsideChunk): kept
+-- byte for byte for an operator, and deleted by retention with their day's raw table.
+CREATE TABLE IF NOT EXISTS undecodable_chunks(
     raw_table TEXT NOT NULL, gateway INTEGER NOT NULL, sensor INTEGER NOT NULL,
     start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, count INTEGER NOT NULL, readings BLOB,
-    quarantined_ms INTEGER NOT NULL);
+    set_aside_ms INTEGER NOT NULL);
 )sql",
                        kRollupColumns);
 }
@@ -477,15 +477,16 @@ struct TimeseriesStore::Impl {
             &metrics.counter("tern_ingest_tsdb_alerts_written_total", "Alerts committed");
         tables_dropped = &metrics.counter("tern_ingest_tsdb_tables_dropped_total",
                                           "Raw day tables dropped by retention");
-        for (const char* kind : {"rollup_1m", "rollup_1h", "aggregate", "alert"}) {
+        for (const char* kind :
+             {"rollup_1m", "rollup_1h", "aggregate", "alert", "undecodable_chunk"}) {
             rows_deleted.push_back(&metrics.counter("tern_ingest_tsdb_rows_deleted_total",
                                                     "Rows deleted by retention", {{"kind", kind}}));
         }
         write_errors = &metrics.counter("tern_ingest_tsdb_write_errors_total",
                                         "Write calls that failed and stored nothing");
-        chunks_quarantined = &metrics.counter(
-            "tern_ingest_tsdb_chunks_quarantined_total",
-            "Stored raw chunks that no longer decoded, moved to the quarantined_chunks table");
+        undecodable_chunks = &metrics.counter(
+            "tern_ingest_tsdb_undecodable_chunks_total",
+            "Stored raw chunks that no longer decoded, set aside in the undecodable_chunks table");
         write_seconds = &metrics.histogram("tern_ingest_tsdb_write_seconds",
                                            "Duration of one write or group commit, commit included",
                                            shared::exponentialBuckets(0.0005, 2.0, 14));
@@ -554,6 +555,8 @@ struct TimeseriesStore::Impl {
             {&delete_hour, "DELETE FROM rollup_1h WHERE bucket_ms < ?"},
             {&delete_aggregates, "DELETE FROM aggregates WHERE start_ms < ?"},
             {&delete_alerts, "DELETE FROM alerts WHERE time_ms < ?"},
+            // Day table names sort as their days do.
+            {&delete_undecodable, "DELETE FROM undecodable_chunks WHERE raw_table < ?"},
             {&meta_get, "SELECT value FROM meta WHERE key = ?"},
             {&meta_set,
              "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -682,7 +685,7 @@ struct TimeseriesStore::Impl {
 
     // Reads the series' chunks that start in the hour: the times of their readings in
     // [from_ms, to_ms] into `times` (ascending), and the latest time of any of them into `latest`
-    // (INT64_MIN if the hour has none). A chunk that does not decode is quarantined: retrying
+    // (INT64_MIN if the hour has none). A chunk that does not decode is set aside: retrying
     // would meet it again on every attempt and hold up every later write of the sink.
     int storedTimes(std::int64_t day_number, DayStatements& day, const BucketKey& series_hour,
                     std::int64_t from_ms, std::int64_t to_ms, std::vector<std::int64_t>& times,
@@ -715,28 +718,41 @@ struct TimeseriesStore::Impl {
         if (rc != SQLITE_DONE) return rc;
         sqlite3_reset(*use);  // done with the table before rows of it move
         for (const std::int64_t start_ms : corrupt_chunk_starts) {
-            if (rc = quarantineChunk(day_number, series_hour, start_ms); rc != SQLITE_OK) return rc;
-            result.chunks_quarantined += 1;
+            // Many at once looks like a decoder bug rather than a damaged page: stop, loudly,
+            // before the raw tables are emptied.
+            if (result.undecodable_chunks.size() >= kMaxUndecodableChunksPerWrite) {
+                too_many_undecodable = true;
+                return SQLITE_CORRUPT;
+            }
+            if (rc = setAsideChunk(day_number, series_hour, start_ms); rc != SQLITE_OK) return rc;
+            result.undecodable_chunks.push_back(
+                fmt::format("{} gateway id {} sensor {} start_ms {}", dayTableName(day_number),
+                            series_hour.gateway, series_hour.sensor, start_ms));
         }
         if (!ascending) std::sort(times.begin(), times.end());
         return SQLITE_OK;
     }
 
-    // Moves one chunk of the day's raw table into quarantined_chunks, in the open transaction.
-    // Its readings can no longer be read, so later copies of them are not known as duplicates;
-    // the rollups already count them.
-    int quarantineChunk(std::int64_t day_number, const BucketKey& series_hour,
-                        std::int64_t start_ms) {
+    // Moves one chunk of the day's raw table into undecodable_chunks, in the open transaction.
+    // Its readings can no longer be read, so later copies of them are not known as duplicates
+    // (and the rollups, which counted them when they were written, count such copies again).
+    int setAsideChunk(std::int64_t day_number, const BucketKey& series_hour,
+                      std::int64_t start_ms) {
         const std::string table = dayTableName(day_number);
         const std::string where = " WHERE gateway = ? AND sensor = ? AND start_ms = ?";
-        Statement move;
-        Statement remove;
-        int rc = prepare(move,
-                         "INSERT INTO quarantined_chunks(raw_table, gateway, sensor, start_ms, "
-                         "end_ms, count, readings, quarantined_ms) SELECT ?, gateway, sensor, "
-                         "start_ms, end_ms, count, readings, ? FROM " +
-                             table + where);
-        if (rc == SQLITE_OK) rc = prepare(remove, "DELETE FROM " + table + where);
+        const std::string move_sql =
+            "INSERT INTO undecodable_chunks(raw_table, gateway, sensor, start_ms, end_ms, count, "
+            "readings, set_aside_ms) SELECT ?, gateway, sensor, start_ms, end_ms, count, "
+            "readings, ? FROM " +
+            table + where;
+        const std::string remove_sql = "DELETE FROM " + table + where;
+        sqlite3_stmt* move_raw = nullptr;
+        int rc = sqlite3_prepare_v2(db.get(), move_sql.c_str(), -1, &move_raw, nullptr);
+        Statement move(move_raw);
+        if (rc != SQLITE_OK) return rc;
+        sqlite3_stmt* remove_raw = nullptr;
+        rc = sqlite3_prepare_v2(db.get(), remove_sql.c_str(), -1, &remove_raw, nullptr);
+        Statement remove(remove_raw);
         if (rc != SQLITE_OK) return rc;
         sqlite3_bind_text(move.get(), 1, table.c_str(), -1, SQLITE_STATIC);
         sqlite3_bind_int64(move.get(), 2, nowMs());
@@ -980,6 +996,7 @@ struct TimeseriesStore::Impl {
         const std::int64_t floor_ms = firstKeptDay(now_ms) * kDayMs;
         const std::int64_t ceiling_ms = now_ms + config.max_future.count();
         WriteResult result;
+        too_many_undecodable = false;
         int rc = beginTx();
         if (rc != SQLITE_OK) {
             write_errors->inc();
@@ -997,6 +1014,13 @@ struct TimeseriesStore::Impl {
         if (rc == SQLITE_OK) rc = commitTx();
         if (rc != SQLITE_OK) {
             Error error = sqliteError(db.get(), rc);  // before ROLLBACK replaces the message
+            if (too_many_undecodable) {
+                error = Error::retry(
+                    "undecodable_chunks",
+                    fmt::format("more than {} stored raw chunks met by one write do not decode, "
+                                "the first {}; none was set aside",
+                                kMaxUndecodableChunksPerWrite, result.undecodable_chunks.front()));
+            }
             rollbackTx();
             minutes.clear();
             last_summary = nullptr;
@@ -1014,7 +1038,7 @@ struct TimeseriesStore::Impl {
         readings_rejected[static_cast<std::size_t>(Reject::Future)]->inc(result.readings_future);
         aggregates_written->inc(result.aggregates_written);
         aggregates_rejected->inc(result.aggregates_rejected);
-        chunks_quarantined->inc(result.chunks_quarantined);
+        undecodable_chunks->inc(result.undecodable_chunks.size());
         write_seconds->observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         return result;
@@ -1097,6 +1121,7 @@ struct TimeseriesStore::Impl {
     std::vector<shared::Reading> decoded;
     std::vector<std::int64_t> stored_times;
     std::vector<std::int64_t> corrupt_chunk_starts;
+    bool too_many_undecodable = false;  // why the last write failed, if it did
     std::vector<std::span<const shared::Reading>> chunk_spans;
     std::vector<std::uint8_t> chunk_bytes;
 
@@ -1109,7 +1134,7 @@ struct TimeseriesStore::Impl {
         aggregate_insert, alert_insert, sensors_delete, sensors_insert, sensors_select,
         sensor_lookup, day_tables, select_minute, select_hour, select_aggregates, select_alerts,
         select_gateway_alerts, delete_minute, delete_hour, delete_aggregates, delete_alerts,
-        meta_get, meta_set;
+        delete_undecodable, meta_get, meta_set;
 
     shared::Counter* readings_written = nullptr;
     std::vector<shared::Counter*> duplicates;  // reading, aggregate, alert
@@ -1120,7 +1145,7 @@ struct TimeseriesStore::Impl {
     shared::Counter* tables_dropped = nullptr;
     std::vector<shared::Counter*> rows_deleted;  // rollup_1m, rollup_1h, aggregate, alert
     shared::Counter* write_errors = nullptr;
-    shared::Counter* chunks_quarantined = nullptr;
+    shared::Counter* undecodable_chunks = nullptr;
     shared::Histogram* write_seconds = nullptr;
 };
 
@@ -1594,11 +1619,7 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
             statements = DayStatements{};
             impl.cached_day = std::numeric_limits<std::int64_t>::min();
             impl.cached_statements = nullptr;
-            const std::string table = dayTableName(day);
-            if (const int step = exec(impl.db.get(), "DROP TABLE " + table +
-                                                         "; DELETE FROM "
-                                                         "quarantined_chunks WHERE raw_table = '" +
-                                                         table + "'");
+            if (const int step = exec(impl.db.get(), "DROP TABLE " + dayTableName(day));
                 step != SQLITE_OK) {
                 return step;
             }
@@ -1617,6 +1638,15 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
         }
         if (step == SQLITE_OK) {
             step = deleteBefore(impl.delete_alerts, hour_cutoff, result.alerts_deleted);
+        }
+        if (step == SQLITE_OK) {
+            ScopedStatement use(impl.delete_undecodable);
+            const std::string first_kept = dayTableName(first_day);
+            sqlite3_bind_text(*use, 1, first_kept.c_str(), -1, SQLITE_TRANSIENT);
+            step = sqlite3_step(*use);
+            result.undecodable_chunks_deleted =
+                static_cast<std::uint64_t>(sqlite3_changes(impl.db.get()));
+            step = step == SQLITE_DONE ? SQLITE_OK : step;
         }
         if (step != SQLITE_OK) return step;
         ScopedStatement use(impl.meta_set);
@@ -1640,6 +1670,7 @@ Result<RetentionResult> TimeseriesStore::enforceRetention() {
     impl.rows_deleted[1]->inc(result.hour_rows_deleted);
     impl.rows_deleted[2]->inc(result.aggregates_deleted);
     impl.rows_deleted[3]->inc(result.alerts_deleted);
+    impl.rows_deleted[4]->inc(result.undecodable_chunks_deleted);
     return result;
 }
 

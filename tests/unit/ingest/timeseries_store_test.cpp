@@ -313,31 +313,37 @@ TEST_F(TimeseriesStoreTest, ReadingsArePackedAndLateOnesComeBackInTimeOrder) {
     EXPECT_EQ(again.readings_written, 0u);
 }
 
-// Runs SQL on the store's file from a connection of its own; the text of the first column of
-// each row, or the error, comes back.
+// Runs SQL on the store's file from a connection of its own: the text of the first column of
+// each row, then "error: ..." if the statement failed.
 std::vector<std::string> sqlRows(const std::string& path, const std::string& sql) {
     sqlite3* db = nullptr;
     std::vector<std::string> rows;
     EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-        rows.push_back(std::string("error: ") + sqlite3_errmsg(db));
-    }
-    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const auto* text = sqlite3_column_text(stmt, 0);
         rows.emplace_back(text == nullptr ? "NULL" : reinterpret_cast<const char*>(text));
+        rc = SQLITE_OK;
     }
+    if (rc != SQLITE_DONE) rows.push_back(std::string("error: ") + sqlite3_errmsg(db));
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     return rows;
 }
 
-TEST_F(TimeseriesStoreTest, AChunkThatNoLongerDecodesIsQuarantinedAndWritesGoOn) {
+TEST_F(TimeseriesStoreTest, AChunkThatNoLongerDecodesIsSetAsideAndWritesGoOn) {
     const std::string table = rawTableName(kDay0);
+    const std::string next_table = rawTableName(kDay0 + kDayMs);
     write(batch({reading(0, kDay0 + 10'000, 1.0), reading(0, kDay0 + 20'000, 2.0),
-                 reading(0, kDay0 + 30'000, 3.0), reading(1, kDay0 + 10'000, 50.0)}));
-    EXPECT_TRUE(sqlRows(config_.path, "UPDATE " + table + " SET readings = x'ff' WHERE sensor = 0")
-                    .empty());
+                 reading(0, kDay0 + 30'000, 3.0), reading(1, kDay0 + 10'000, 50.0),
+                 reading(0, kDay0 + kDayMs + 10'000, 7.0)}));
+    const std::vector<std::string> none;
+    EXPECT_EQ(sqlRows(config_.path, "UPDATE " + table + " SET readings = x'ff' WHERE sensor = 0"),
+              none);
+    EXPECT_EQ(sqlRows(config_.path, "UPDATE " + next_table + " SET readings = x'fe'"), none);
+    const std::string gateway_id =
+        sqlRows(config_.path, "SELECT id FROM gateways WHERE name = 'gw-1'").at(0);
 
     // A query cannot read the chunk and says which one it is.
     auto broken = store_->query("gw-1", "temperature", kDay0, kDay0 + kHourMs, 0);
@@ -346,30 +352,72 @@ TEST_F(TimeseriesStoreTest, AChunkThatNoLongerDecodesIsQuarantinedAndWritesGoOn)
     EXPECT_NE(why.find(table), std::string::npos) << why;
     EXPECT_NE(why.find("does not decode"), std::string::npos) << why;
 
-    // A write into the same series-hour has to read the chunk for duplicates: the chunk moves
-    // aside, counted, and the write is stored instead of failing on every retry.
+    // A write that fails later rolls the setting aside back with everything else: a view squats
+    // on the name of the day table its second reading needs.
+    const std::string view = rawTableName(kNow);
+    EXPECT_EQ(sqlRows(config_.path, "CREATE VIEW " + view + " AS SELECT 1"), none);
+    EXPECT_FALSE(
+        store_->write("gw-1", batch({reading(0, kDay0 + 15'000, 1.5), reading(0, kNow, 9.0)})));
+    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM undecodable_chunks"),
+              std::vector<std::string>{"0"});
+    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM " + table + " WHERE sensor = 0"),
+              std::vector<std::string>{"1"});
+    EXPECT_EQ(sqlRows(config_.path, "DROP VIEW " + view), none);
+
+    // A write into the same series-hour has to read the chunk for duplicates: the chunk is set
+    // aside, named and counted, and the write is stored instead of failing on every retry.
     const auto late = write(batch({reading(0, kDay0 + 15'000, 1.5)}));
-    EXPECT_EQ(late.chunks_quarantined, 1u);
+    const std::string described = table + " gateway id " + gateway_id + " sensor 0 start_ms " +
+                                  std::to_string(kDay0 + 10'000);
+    EXPECT_EQ(late.undecodable_chunks, std::vector<std::string>{described});
     EXPECT_EQ(late.readings_written, 1u);
-    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_chunks_quarantined_total"), 1);
-    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_write_errors_total"), 0);
-    EXPECT_EQ(
-        sqlRows(config_.path,
-                "SELECT raw_table || ' ' || sensor || ' ' || (start_ms - " + std::to_string(kDay0) +
-                    ") || ' ' || count || ' ' || hex(readings) " + "FROM quarantined_chunks"),
-        std::vector<std::string>{table + " 0 10000 3 FF"});
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_undecodable_chunks_total"), 1);
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_write_errors_total"), 1);  // the failed one
+    EXPECT_EQ(sqlRows(config_.path, "SELECT raw_table || ' ' || sensor || ' ' || (start_ms - " +
+                                        std::to_string(kDay0) +
+                                        ") || ' ' || count || ' ' || hex(readings) FROM "
+                                        "undecodable_chunks"),
+              std::vector<std::string>{table + " 0 10000 3 FF"});
     EXPECT_EQ(query("temperature", kDay0, kDay0 + kHourMs, 0).points,
               std::vector<SeriesPoint>{rawPoint(kDay0 + 15'000, 1.5)});
     EXPECT_EQ(query("humidity", kDay0, kDay0 + kHourMs, 0).points,
               std::vector<SeriesPoint>{rawPoint(kDay0 + 10'000, 50.0)});
-    // The rollups counted the quarantined readings when they were written, and keep them.
+    // The rollups counted the set-aside readings when they were written, and keep them.
     EXPECT_EQ(query("temperature", kDay0, kDay0 + kMinuteMs, kMinuteMs).points.at(0).count, 4u);
+    EXPECT_EQ(write(batch({reading(0, kDay0 + kDayMs + 10'000, 6.0)})).undecodable_chunks.size(),
+              1u);
 
-    // Quarantined chunks go with their day's raw table.
+    // Set-aside chunks go with their day's raw table, and only with it.
     clock_.setWall(shared::fromUnixMillis(kDay0 + 91 * kDayMs + 1));
-    ASSERT_TRUE(store_->enforceRetention());
-    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM quarantined_chunks"),
+    auto retention = store_->enforceRetention();
+    ASSERT_TRUE(retention) << retention.error().message();
+    EXPECT_EQ(retention.value().tables_dropped, 1u);
+    EXPECT_EQ(retention.value().undecodable_chunks_deleted, 1u);
+    EXPECT_EQ(sqlRows(config_.path, "SELECT raw_table FROM undecodable_chunks"),
+              std::vector<std::string>{next_table});
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_rows_deleted_total{kind=\"undecodable_chunk\"}"),
+              1);
+}
+
+TEST_F(TimeseriesStoreTest, ManyUndecodableChunksInOneWriteFailItAndSetNoneAside) {
+    const std::string table = rawTableName(kDay0);
+    const auto chunks = static_cast<std::int64_t>(kMaxUndecodableChunksPerWrite) + 1;
+    for (std::int64_t i = 0; i < chunks; ++i) {
+        write(batch({reading(0, kDay0 + 10'000 + i * 1'000, 1.0)}));  // a chunk per call
+    }
+    EXPECT_EQ(sqlRows(config_.path, "UPDATE " + table + " SET readings = x'ff'"),
+              std::vector<std::string>{});
+    auto failed = store_->write(
+        "gw-1", batch({reading(0, kDay0 + 5'000, 2.0), reading(0, kDay0 + 20 * 60'000, 2.0)}));
+    ASSERT_FALSE(failed);
+    EXPECT_EQ(failed.error().code, "undecodable_chunks");
+    EXPECT_EQ(failed.error().action, shared::ErrorAction::Retry);
+    EXPECT_NE(failed.error().message().find(table), std::string::npos) << failed.error().message();
+    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM " + table),
+              std::vector<std::string>{std::to_string(chunks)});
+    EXPECT_EQ(sqlRows(config_.path, "SELECT count(*) FROM undecodable_chunks"),
               std::vector<std::string>{"0"});
+    EXPECT_EQ(metric(metrics_, "tern_ingest_tsdb_undecodable_chunks_total"), 0);
 }
 
 TEST_F(TimeseriesStoreTest, AVersion1FileIsConvertedToChunksWhenOpened) {

@@ -19,7 +19,8 @@
 //   harmless. A raw reading's identity is (gateway, sensor, time_ms): the first value written for
 //   it wins, and a later one (in the same call or any later call) is counted as a duplicate and
 //   dropped before anything is written. Rollups are fed only with the readings actually written,
-//   in the same transaction, so they never count a reading twice. Aggregates are keyed by
+//   in the same transaction, so they never count a reading twice (unless its chunk stopped
+//   decoding: see undecodable chunks below). Aggregates are keyed by
 //   (gateway, sensor, start_ms, window_ms), alerts by (gateway, epoch, seq) (alerts with seq 0
 //   carry no identity and are stored every time).
 // - Raw readings are packed: one row (a chunk) holds up to kMaxChunkReadings readings of one
@@ -39,11 +40,19 @@
 //   that minute and its hour. Readings of quality Bad are kept raw but left out of every rollup.
 // - Schema version 2. A version 1 file (a row per reading) is converted to chunks when opened,
 //   in one transaction.
-// - Deleted when: only by enforceRetention(), against the injected clock's wall time. A raw day
+// - A stored chunk that no longer decodes (a damaged page) is set aside by the first write that
+//   reads it for duplicates: moved byte for byte into the undecodable_chunks table, in that
+//   write's transaction, and reported in its WriteResult and a metric. Its readings are gone
+//   from raw queries, and a later copy of one of them is stored again and counted again by the
+//   rollups, which already counted the original. More than kMaxUndecodableChunksPerWrite in one
+//   write fail it instead. Until a write meets it, raw queries over it fail and name it.
+// - Deleted when: by enforceRetention() and, for undecodable chunks, by the write that sets
+//   them aside (see above); retention runs against the injected clock's wall time. A raw day
 //   table is dropped whole once the day has ended more than raw_retention ago; rollup buckets,
 //   aggregates (with the raw tier) and alerts (with the 1-hour tier) once they ended more than
-//   their tier's retention ago. Retention requires raw <= 1 minute <= 1 hour, so a reading that
-//   is still accepted always finds its rollup buckets.
+//   their tier's retention ago; set-aside chunks with their day. Retention requires
+//   raw <= 1 minute <= 1 hour, so a reading that is still accepted always finds its rollup
+//   buckets.
 // - Not accepted (counted, the rest of the batch is stored): non-finite values; readings older
 //   than the oldest raw day kept (their duplicates could no longer be recognised, so a replay
 //   would count them twice in the rollups); readings more than max_future ahead of the clock
@@ -129,9 +138,10 @@ struct WriteResult {
     std::uint64_t aggregates_written = 0;
     std::uint64_t aggregates_duplicate = 0;
     std::uint64_t aggregates_rejected = 0;  // non-finite, expired or future, as readings
-    // Stored chunks of the series-hours written to that no longer decoded: moved to the
-    // quarantined_chunks table so that writes go on (see the store section of docs/ingest.md).
-    std::uint64_t chunks_quarantined = 0;
+    // Stored chunks that no longer decoded when this write read them for duplicates (those of
+    // its series-hours that overlap its readings in time), set aside in the undecodable_chunks
+    // table so that writes go on: "raw_YYYYMMDD gateway id G sensor S start_ms T" each.
+    std::vector<std::string> undecodable_chunks;
 };
 
 // One batch of a group commit and the gateway it is stored under: the identity the ingest
@@ -147,6 +157,7 @@ struct RetentionResult {
     std::uint64_t hour_rows_deleted = 0;
     std::uint64_t aggregates_deleted = 0;
     std::uint64_t alerts_deleted = 0;
+    std::uint64_t undecodable_chunks_deleted = 0;  // set-aside chunks of the days dropped
 };
 
 struct AlertQuery {
@@ -234,6 +245,9 @@ std::string rawTableName(std::int64_t time_ms);
 // before as a LEB128 varint (the first: 0), the value as 8 bytes (IEEE 754, little-endian) and
 // the quality as one byte.
 inline constexpr std::size_t kMaxChunkReadings = 256;
+// More undecodable chunks than this in one write fail it ("undecodable_chunks", retried) instead
+// of being set aside: that many at once points at a decoder bug, not a damaged page.
+inline constexpr std::size_t kMaxUndecodableChunksPerWrite = 16;
 // The columns of a raw day table; PRIMARY KEY(gateway, sensor, start_ms).
 std::string createRawTableSql(const std::string& table);
 // Appends the chunk of `ascending` (times strictly increasing, at most kMaxChunkReadings; sensor
