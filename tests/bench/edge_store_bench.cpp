@@ -61,7 +61,8 @@ void check(int rc, sqlite3* db, const char* what) {
     }
 }
 
-// The same table the store keeps, the same pragmas, one transaction per row.
+// The store's columns less its two clock-sync ones, none of its indexes, WAL and
+// synchronous=FULL; one transaction per row, every statement prepared once.
 class BareInsertLoop {
 public:
     explicit BareInsertLoop(const fs::path& path) {
@@ -77,34 +78,43 @@ public:
                                  "created_ms, payload) VALUES (?, 1, 1, ?, ?, ?, ?)",
                                  -1, &insert_, nullptr),
               db_, "prepare");
+        check(sqlite3_prepare_v2(db_, "BEGIN IMMEDIATE", -1, &begin_, nullptr), db_, "begin");
+        check(sqlite3_prepare_v2(db_, "COMMIT", -1, &commit_, nullptr), db_, "commit");
     }
     BareInsertLoop(const BareInsertLoop&) = delete;
     BareInsertLoop& operator=(const BareInsertLoop&) = delete;
     ~BareInsertLoop() {
         sqlite3_finalize(insert_);
+        sqlite3_finalize(begin_);
+        sqlite3_finalize(commit_);
         sqlite3_close(db_);
     }
 
     void insert(std::int64_t seq, const shared::Bytes& payload) {
-        exec("BEGIN IMMEDIATE");
+        step(begin_, "begin");
         sqlite3_bind_int64(insert_, 1, seq);
         sqlite3_bind_int64(insert_, 2, kSensors * kReadingsPerSensor);
         sqlite3_bind_int64(insert_, 3, static_cast<sqlite3_int64>(payload.size()));
         sqlite3_bind_int64(insert_, 4, kStartMs);
         sqlite3_bind_blob(insert_, 5, payload.data(), static_cast<int>(payload.size()),
                           SQLITE_STATIC);
-        check(sqlite3_step(insert_), db_, "insert");
-        sqlite3_reset(insert_);
-        exec("COMMIT");
+        step(insert_, "insert");
+        step(commit_, "commit");
     }
 
 private:
     void exec(const char* sql) {
         check(sqlite3_exec(db_, sql, nullptr, nullptr, nullptr), db_, sql);
     }
+    void step(sqlite3_stmt* stmt, const char* what) {
+        check(sqlite3_step(stmt), db_, what);
+        sqlite3_reset(stmt);
+    }
 
     sqlite3* db_ = nullptr;
     sqlite3_stmt* insert_ = nullptr;
+    sqlite3_stmt* begin_ = nullptr;
+    sqlite3_stmt* commit_ = nullptr;
 };
 
 struct RoundTimes {
@@ -112,9 +122,10 @@ struct RoundTimes {
     double store = 0;
 };
 
-// One round: fresh files, then the two paths take turns commit by commit, each timed on its own.
-// The disk's fsync latency drifts by 2x over seconds on a shared machine; turns this short see
-// the same disk, where rounds of whole loops did not (0.57-0.85 between runs).
+// One round: fresh files, then the two paths take turns commit by commit, each timed on its own,
+// and which goes first swaps every turn. The disk's fsync latency drifts by 2x over seconds on
+// a shared machine; turns this short see the same disk, where whole loops in turn did not
+// (single runs of the earlier versions gave 0.57-0.85).
 RoundTimes alternatingRound(const fs::path& dir, const std::vector<shared::TelemetryBatch>& batches,
                             const std::vector<shared::Bytes>& payloads) {
     fs::remove_all(dir);
@@ -131,17 +142,28 @@ RoundTimes alternatingRound(const fs::path& dir, const std::vector<shared::Telem
     }
     BareInsertLoop bare(dir / "bare.db");
     RoundTimes times;
-    for (std::size_t i = 0; i < batches.size(); ++i) {
+    const auto timed = [](const auto& commit) {
         const auto start = std::chrono::steady_clock::now();
-        bare.insert(static_cast<std::int64_t>(i + 1), payloads[i]);
-        const auto bare_done = std::chrono::steady_clock::now();
-        if (auto stored = store.value()->storeBatch(batches[i]); !stored) {
-            fmt::print(stderr, "store: {}\n", stored.error().message());
-            std::exit(1);
+        commit();
+        return seconds(std::chrono::steady_clock::now() - start);
+    };
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+        const auto bare_commit = [&] {
+            bare.insert(static_cast<std::int64_t>(i + 1), payloads[i]);
+        };
+        const auto store_commit = [&] {
+            if (auto stored = store.value()->storeBatch(batches[i]); !stored) {
+                fmt::print(stderr, "store: {}\n", stored.error().message());
+                std::exit(1);
+            }
+        };
+        if (i % 2 == 0) {
+            times.bare += timed(bare_commit);
+            times.store += timed(store_commit);
+        } else {
+            times.store += timed(store_commit);
+            times.bare += timed(bare_commit);
         }
-        const auto store_done = std::chrono::steady_clock::now();
-        times.bare += seconds(bare_done - start);
-        times.store += seconds(store_done - bare_done);
     }
     return times;
 }
