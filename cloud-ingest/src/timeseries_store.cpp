@@ -296,6 +296,18 @@ std::span<const std::uint8_t> blobOf(sqlite3_stmt* stmt, int column) {
     return {data, data == nullptr ? 0 : static_cast<std::size_t>(size)};
 }
 
+// A series' chunks that start in [?3, ?4), in the columns decodeChunkRow reads, then end_ms.
+std::string selectRawChunksSql(const std::string& table) {
+    return "SELECT start_ms, count, readings, end_ms FROM " + table +
+           " WHERE gateway = ? AND sensor = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms";
+}
+
+// How errors, logs and WriteResult name one chunk.
+std::string chunkName(std::string_view table, std::int64_t gateway, std::int64_t sensor,
+                      std::int64_t start_ms) {
+    return fmt::format("{} gateway id {} sensor {} start_ms {}", table, gateway, sensor, start_ms);
+}
+
 // The chunk in the current row of a SELECT whose first columns are start_ms, count, readings,
 // decoded into `out` (cleared first) with `sensor` set; false if it does not decode.
 bool decodeChunkRow(sqlite3_stmt* select, std::uint16_t sensor, std::vector<shared::Reading>& out) {
@@ -335,12 +347,7 @@ int convertRowsToChunks(sqlite3* db) {
                                 -1, &select_raw, nullptr);
         Statement select(select_raw);
         if (rc != SQLITE_OK) return rc;
-        rc = sqlite3_prepare_v2(db,
-                                ("INSERT INTO " + table +
-                                 "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
-                                 "(?, ?, ?, ?, ?, ?)")
-                                    .c_str(),
-                                -1, &insert_raw, nullptr);
+        rc = sqlite3_prepare_v2(db, insertRawChunkSql(table).c_str(), -1, &insert_raw, nullptr);
         Statement insert(insert_raw);
         if (rc != SQLITE_OK) return rc;
         // A series at a time (a day of it at most: version 1 kept a table per day).
@@ -385,6 +392,24 @@ int convertRowsToChunks(sqlite3* db) {
 }  // namespace
 
 std::string rawTableName(std::int64_t time_ms) { return dayTableName(floorDiv(time_ms, kDayMs)); }
+
+std::string insertRawChunkSql(const std::string& table) {
+    return "INSERT INTO " + table +
+           "(gateway, sensor, start_ms, end_ms, count, readings) VALUES (?, ?, ?, ?, ?, ?)";
+}
+
+// synchronous=NORMAL: see "Durable when" in the header; the spool is the durable copy until
+// sync(). A checkpoint costs two fsyncs and a group commit of series-keyed rows dirties about a
+// page per series, so with SQLite's default (1000 pages) nearly every commit would checkpoint;
+// 16384 pages (64 MiB at 4 KiB) checkpoints every dozen or so commits, and journal_size_limit
+// gives the disk back after each checkpoint.
+std::string storePragmasSql(std::uint64_t cache_bytes) {
+    return fmt::format(
+        "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY; "
+        "PRAGMA wal_autocheckpoint={}; PRAGMA journal_size_limit={};",
+        std::max<std::uint64_t>(1, cache_bytes / shared::kKiB), kWalCheckpointPages,
+        kWalCheckpointPages * 4096);
+}
 
 // The primary key (an index beside the rowid table) orders a day's chunks by series and time, so
 // a query reads a range of it. A rowid table rather than WITHOUT ROWID: a chunk of a few
@@ -663,16 +688,8 @@ struct TimeseriesStore::Impl {
         DayStatements& statements = it->second;
         if (!statements.insert) {
             const std::string table = dayTableName(day);
-            rc = prepare(statements.insert,
-                         "INSERT INTO " + table +
-                             "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
-                             "(?, ?, ?, ?, ?, ?)");
-            if (rc == SQLITE_OK) {
-                rc = prepare(statements.chunks,
-                             "SELECT start_ms, count, readings, end_ms FROM " + table +
-                                 " WHERE gateway = ? AND sensor = ? AND start_ms >= ? AND "
-                                 "start_ms < ? ORDER BY start_ms");
-            }
+            rc = prepare(statements.insert, insertRawChunkSql(table));
+            if (rc == SQLITE_OK) rc = prepare(statements.chunks, selectRawChunksSql(table));
             if (rc != SQLITE_OK) {
                 statements = DayStatements{};
                 return nullptr;
@@ -725,9 +742,8 @@ struct TimeseriesStore::Impl {
                 return SQLITE_CORRUPT;
             }
             if (rc = setAsideChunk(day_number, series_hour, start_ms); rc != SQLITE_OK) return rc;
-            result.undecodable_chunks.push_back(
-                fmt::format("{} gateway id {} sensor {} start_ms {}", dayTableName(day_number),
-                            series_hour.gateway, series_hour.sensor, start_ms));
+            result.undecodable_chunks.push_back(chunkName(
+                dayTableName(day_number), series_hour.gateway, series_hour.sensor, start_ms));
         }
         if (!ascending) std::sort(times.begin(), times.end());
         return SQLITE_OK;
@@ -1143,7 +1159,8 @@ struct TimeseriesStore::Impl {
     shared::Counter* aggregates_rejected = nullptr;
     shared::Counter* alerts_written = nullptr;
     shared::Counter* tables_dropped = nullptr;
-    std::vector<shared::Counter*> rows_deleted;  // rollup_1m, rollup_1h, aggregate, alert
+    // rollup_1m, rollup_1h, aggregate, alert, undecodable_chunk
+    std::vector<shared::Counter*> rows_deleted;
     shared::Counter* write_errors = nullptr;
     shared::Counter* undecodable_chunks = nullptr;
     shared::Histogram* write_seconds = nullptr;
@@ -1186,17 +1203,8 @@ Result<std::unique_ptr<TimeseriesStore>> TimeseriesStore::open(const TimeseriesS
                                    (text == nullptr ? std::string("unknown") : text) + ")");
         }
     }
-    // synchronous=NORMAL: see "Durable when" in the header; the spool is the durable copy until
-    // sync(). A checkpoint costs two fsyncs and a group commit of series-keyed rows dirties
-    // about a page per series, so with SQLite's default (1000 pages) nearly every commit would
-    // checkpoint; 16384 pages (64 MiB at 4 KiB) checkpoints every dozen or so commits, and
-    // journal_size_limit gives the disk back after each checkpoint.
-    const std::string pragmas = fmt::format(
-        "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY; "
-        "PRAGMA wal_autocheckpoint={}; PRAGMA journal_size_limit={};",
-        std::max<std::uint64_t>(1, config.cache_bytes / shared::kKiB), kWalCheckpointPages,
-        kWalCheckpointPages * 4096);
-    if (rc = exec(raw, pragmas); rc != SQLITE_OK) return fail("pragmas");
+    if (rc = exec(raw, storePragmasSql(config.cache_bytes)); rc != SQLITE_OK)
+        return fail("pragmas");
     int found_version = 0;
     {
         sqlite3_stmt* version_raw = nullptr;
@@ -1475,9 +1483,7 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
             step > 0 ? static_cast<std::size_t>(floorDiv(end_ms - 1, step) - first_slot + 1) : 0);
         for (const auto& table : tables.value()) {
             Statement stmt;
-            int rc = impl.prepare(stmt, "SELECT start_ms, count, readings FROM " + table +
-                                            " WHERE gateway = ? AND sensor = ? AND start_ms >= ? "
-                                            "AND start_ms < ? ORDER BY start_ms");
+            int rc = impl.prepare(stmt, selectRawChunksSql(table));
             if (rc != SQLITE_OK) return sqliteError(impl.db.get(), rc);
             sqlite3_bind_int64(stmt.get(), 1, gateway_id);
             sqlite3_bind_int(stmt.get(), 2, index);
@@ -1488,9 +1494,11 @@ Result<SeriesResult> TimeseriesStore::query(std::string_view gateway, std::strin
                 if (!decodeChunkRow(stmt.get(), static_cast<std::uint16_t>(index), chunk)) {
                     return Error::retry(
                         "sqlite_error",
-                        fmt::format("{}: a chunk of gateway {} sensor {} at {} "
-                                    "does not decode",
-                                    table, gateway_id, index, sqlite3_column_int64(stmt.get(), 0)));
+                        "a stored raw chunk does not decode (" +
+                            chunkName(table, gateway_id, index,
+                                      sqlite3_column_int64(stmt.get(), 0)) +
+                            "); the next write that reads it for duplicates sets it "
+                            "aside");
                 }
                 for (const auto& reading : chunk) {
                     if (reading.time_ms < begin_ms || reading.time_ms >= end_ms) continue;

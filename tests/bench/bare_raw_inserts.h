@@ -43,12 +43,7 @@ public:
             sqlite3_close(db_);
             throw std::runtime_error("bare loop, open: " + error);
         }
-        exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-" +
-                 std::to_string(cache_bytes / 1024) +
-                 "; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=16384; "
-                 "PRAGMA journal_size_limit=" +
-                 std::to_string(16384 * 4096) + ";",
-             "pragmas");
+        exec("PRAGMA journal_mode=WAL; " + ingest::storePragmasSql(cache_bytes), "pragmas");
     }
     ~BareDb() {
         sqlite3_finalize(insert_);
@@ -186,10 +181,7 @@ void bareChunkInserts(const std::filesystem::path& path, std::span<const BareBat
     BareDb db(path, cache_bytes);
     const std::string table = ingest::rawTableName(day_ms);
     db.exec(ingest::createRawTableSql(table), "create");
-    sqlite3_stmt* insert =
-        db.prepareInsert("INSERT INTO " + table +
-                         "(gateway, sensor, start_ms, end_ms, count, readings) VALUES "
-                         "(?, ?, ?, ?, ?, ?)");
+    sqlite3_stmt* insert = db.prepareInsert(ingest::insertRawChunkSql(table));
     timed([&] {
         for (const auto& rows : transactions) {
             db.exec("BEGIN IMMEDIATE", "begin");

@@ -61,14 +61,15 @@ void check(int rc, sqlite3* db, const char* what) {
     }
 }
 
-// The store's columns less its two clock-sync ones, none of its indexes, WAL and
-// synchronous=FULL; one transaction per row, every statement prepared once.
+// The store's columns less its two clock-sync ones, none of its indexes, its pragmas (WAL,
+// synchronous=FULL, the cache cap); one transaction per row, every statement prepared once.
 class BareInsertLoop {
 public:
     explicit BareInsertLoop(const fs::path& path) {
         check(sqlite3_open(path.c_str(), &db_), db_, "open");
         exec("PRAGMA journal_mode=WAL");
         exec("PRAGMA synchronous=FULL");
+        exec(("PRAGMA cache_size=-" + std::to_string(edge::kStoreCacheKib)).c_str());
         exec(
             "CREATE TABLE messages(seq INTEGER PRIMARY KEY, lane INTEGER NOT NULL, "
             "epoch INTEGER NOT NULL, readings INTEGER NOT NULL, bytes INTEGER NOT NULL, "

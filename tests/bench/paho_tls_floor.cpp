@@ -2,7 +2,9 @@
 // what the agent's uplink must do (MQTT 5, TLS with a client certificate, subscribe to its
 // command and receipt topics, publish one QoS 1 message a second) and links nothing else.
 // edge_agent_bench runs it beside tern-edge, so the difference between the two RSS figures is
-// what tern-edge itself costs.
+// what tern-edge itself costs. Its options are the uplink's (edge/src/uplink/uplink.cpp): TLS with
+// verification, keepalive, an in-flight window, a retained will. Topics are spelled out rather than
+// taken from tern_shared's TopicScheme, which would bring that library's dependencies in.
 //
 // Usage: paho_tls_floor <uri> <ca> <cert> <key> <gateway-id>
 // Prints "connected" once subscribed; runs until SIGTERM or SIGINT.
@@ -40,15 +42,22 @@ int main(int argc, char** argv) {
                        .key_store(argv[3])
                        .private_key(argv[4])
                        .enable_server_cert_auth(true)
+                       .verify(true)
                        .finalize();
-        auto connect = mqtt::connect_options_builder()
-                           .mqtt_version(MQTTVERSION_5)
-                           .clean_start(true)
-                           .ssl(std::move(ssl))
-                           .finalize();
-        client.connect(connect)->wait();
         const std::string prefix = "tern/v1/gw/" + gateway + "/";
-        client.subscribe(prefix + "cmd/#", 1)->wait();
+        const std::string death = "death";
+        auto connect =
+            mqtt::connect_options_builder()
+                .mqtt_version(MQTTVERSION_5)
+                .clean_start(true)
+                .keep_alive_interval(std::chrono::seconds(5))
+                .connect_timeout(std::chrono::seconds(3))
+                .max_inflight(32)  // the default inflight_window + 16, as the uplink
+                .will(mqtt::will_options(prefix + "status", death.data(), death.size(), 1, true))
+                .ssl(std::move(ssl))
+                .finalize();
+        client.connect(connect)->wait();
+        client.subscribe(prefix + "cmd/+", 1)->wait();
         client.subscribe(prefix + "receipt", 1)->wait();
         std::printf("connected\n");
         std::fflush(stdout);

@@ -164,10 +164,9 @@ Opened openDatabase(const std::string& path, bool create, std::uint64_t new_epoc
 
     if ((rc = exec(raw, "PRAGMA journal_mode=WAL")) != SQLITE_OK) return fail(rc, "journal_mode");
     if ((rc = exec(raw, "PRAGMA synchronous=FULL")) != SQLITE_OK) return fail(rc, "synchronous");
-    // SQLite's default page cache grows to 2 MiB as a backlog grows. The agent appends at the tail
-    // and reads and deletes at the head, so it needs little beyond the B-tree's interior pages
-    // (about 64 for a 100 MB backlog): cap the cache so an outage does not grow the agent's RSS.
-    if ((rc = exec(raw, "PRAGMA cache_size=-512")) != SQLITE_OK) return fail(rc, "cache_size");
+    if ((rc = exec(raw, "PRAGMA cache_size=-" + std::to_string(kStoreCacheKib))) != SQLITE_OK) {
+        return fail(rc, "cache_size");
+    }
     {
         sqlite3_stmt* check_raw = nullptr;
         rc = sqlite3_prepare_v2(raw, "PRAGMA quick_check", -1, &check_raw, nullptr);

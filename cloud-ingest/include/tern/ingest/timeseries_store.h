@@ -250,6 +250,10 @@ inline constexpr std::size_t kMaxChunkReadings = 256;
 inline constexpr std::size_t kMaxUndecodableChunksPerWrite = 16;
 // The columns of a raw day table; PRIMARY KEY(gateway, sensor, start_ms).
 std::string createRawTableSql(const std::string& table);
+// INSERT of one chunk: (gateway, sensor, start_ms, end_ms, count, readings).
+std::string insertRawChunkSql(const std::string& table);
+// The pragmas open() sets after journal_mode=WAL, for a page cache of cache_bytes.
+std::string storePragmasSql(std::uint64_t cache_bytes);
 // Appends the chunk of `ascending` (times strictly increasing, at most kMaxChunkReadings; sensor
 // is not stored) to `out`.
 void encodeRawChunk(std::span<const shared::Reading> ascending, std::vector<std::uint8_t>& out);

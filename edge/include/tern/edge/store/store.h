@@ -58,6 +58,11 @@ struct StoreConfig {
 
 shared::ConfigTable<StoreConfig> storeTable();
 
+// SQLite's page cache, capped: the default grows to 2 MiB as a backlog grows. The agent appends
+// at the tail and reads and deletes at the head, so it needs little beyond the B-tree's interior
+// pages (about 64 for a 100 MB backlog).
+inline constexpr int kStoreCacheKib = 512;
+
 struct StoreOptions {
     // Bound on the sum of stored payload bytes (SQLite's own overhead comes on top).
     std::uint64_t max_bytes = 256 * shared::kMiB;
